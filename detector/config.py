@@ -1,0 +1,199 @@
+"""YAML configs: ``_base_`` inheritance, dotted command-line overrides, validation, dumping.
+
+A config is a plain nested ``dict``. Inheritance rules:
+
+* ``_base_: path.yaml`` or a list of paths (relative to the file); later bases override
+  earlier ones and the file itself overrides all bases.
+* mappings merge key by key; a mapping holding ``_delete_: true`` replaces the inherited
+  mapping instead of merging into it; lists and scalars replace.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detector.registry import ConfigError
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+
+#: Top-level sections a config may have; later subsystems add theirs here.
+KNOWN_SECTIONS = (
+    "model",
+    "data",
+    "train",
+    "val",
+    "optimizer",
+    "scheduler",
+    "augment",
+    "eval",
+    "track",
+    "export",
+    "runtime",
+)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python objects) that also reads ``1e-3`` as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``); configs write learning
+    rates as ``1e-3``, which it would otherwise load as a string.
+    """
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """Parse YAML text safely (plain data only; ``1e-3`` is a float)."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = safe_load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def merge_config(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (``_delete_: true`` replaces a mapping)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping):
+            value = dict(value)
+            replace = value.pop(DELETE_KEY, False)
+            if not replace and isinstance(merged.get(key), Mapping):
+                merged[key] = merge_config(merged[key], value)
+            else:
+                merged[key] = merge_config({}, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{path}: _base_ inheritance cycle: {cycle}")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = merge_config(merged, _load_with_bases(path.parent / base, (*chain, path)))
+    return merge_config(merged, data)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``["a.b=1", "c=[1, 2]"]`` into ``{"a.b": 1, "c": [1, 2]}`` (values as YAML scalars)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. model.head.num_classes=6")
+        try:
+            overrides[key.strip()] = safe_load_yaml(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{item}': value '{raw}' is not valid YAML") from None
+    return overrides
+
+
+def set_by_path(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``cfg[a][b][c] = value`` for ``dotted == "a.b.c"`` (list items by integer index)."""
+    keys = dotted.split(".")
+    node: Any = cfg
+    for depth, key in enumerate(keys[:-1]):
+        here = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, key, here)]
+            continue
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"override '{dotted}': '{here}' is a {type(child).__name__}, not a mapping")
+        node = child
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, dotted)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list[Any], key: str, where: str) -> int:
+    if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+        raise ConfigError(f"override: '{where}' needs an index in 0..{len(node) - 1}, got '{key}'")
+    return int(key)
+
+
+def validate_config(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Reject unknown top-level sections, suggesting the closest known one."""
+    for key in cfg:
+        if key not in KNOWN_SECTIONS:
+            close = difflib.get_close_matches(str(key), KNOWN_SECTIONS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(KNOWN_SECTIONS)}"
+            raise ConfigError(f"{source}: unknown top-level section '{key}'; {hint}")
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Load a YAML config with its bases, apply dotted overrides, validate, return a dict.
+
+    ``overrides`` is ``{"model.head.num_classes": 6}`` or ``["model.head.num_classes=6"]``.
+    """
+    path = Path(path)
+    cfg = _load_with_bases(path, ())
+    if overrides:
+        pairs = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        for dotted, value in pairs.items():
+            set_by_path(cfg, dotted, value)
+    validate_config(cfg, str(path))
+    return cfg
+
+
+def dump_config(cfg: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config as YAML, atomically (temp file + rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(dict(cfg), f, sort_keys=False, default_flow_style=None)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

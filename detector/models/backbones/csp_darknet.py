@@ -1,0 +1,62 @@
+"""CSP-Darknet backbone of YOLOv5 / YOLOX, scaled by depth and width multipliers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detector.models.layers import SPP, CSPLayer, Focus, conv_block
+from detector.registry import BACKBONES
+
+#: (depth multiplier, width multiplier, depthwise) of the YOLOX model family.
+CSP_DARKNET_PRESETS: dict[str, tuple[float, float, bool]] = {
+    "nano": (0.33, 0.25, True),
+    "tiny": (0.33, 0.375, False),
+    "s": (0.33, 0.50, False),
+    "m": (0.67, 0.75, False),
+    "l": (1.0, 1.0, False),
+    "x": (1.33, 1.25, False),
+}
+
+
+@BACKBONES.register()
+class CSPDarknet(nn.Module):
+    """Focus stem + four CSP stages (``dark2``..``dark5``, the last with SPP).
+
+    Returns the ``dark3``, ``dark4``, ``dark5`` maps (strides 8, 16, 32) with
+    ``out_channels = [256, 512, 1024] * width``.
+    """
+
+    def __init__(
+        self,
+        depth: float = 1.0,
+        width: float = 1.0,
+        depthwise: bool = False,
+        act: str = "silu",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        base = int(width * 64)
+        n = max(round(depth * 3), 1)
+
+        def stage(c_in: int, c_out: int, blocks: int, with_spp: bool = False) -> nn.Sequential:
+            layers: list[nn.Module] = [conv_block(c_in, c_out, 3, 2, depthwise, act)]
+            if with_spp:
+                layers.append(SPP(c_out, c_out, act=act))
+            layers.append(CSPLayer(c_out, c_out, blocks, shortcut=not with_spp, depthwise=depthwise, act=act))
+            return nn.Sequential(*layers)
+
+        self.stem = Focus(in_channels, base, kernel_size=3, act=act)
+        self.dark2 = stage(base, base * 2, n)
+        self.dark3 = stage(base * 2, base * 4, n * 3)
+        self.dark4 = stage(base * 4, base * 8, n * 3)
+        self.dark5 = stage(base * 8, base * 16, n, with_spp=True)
+        self.out_channels = [base * 4, base * 8, base * 16]
+        self.strides = [8, 16, 32]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.dark2(self.stem(x))
+        c3 = self.dark3(x)
+        c4 = self.dark4(c3)
+        c5 = self.dark5(c4)
+        return [c3, c4, c5]

@@ -1,0 +1,87 @@
+"""One-stage detector = backbone + neck + head, and ``build_model`` from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from detector.models.layers import fuse_model
+from detector.registry import BACKBONES, DETECTORS, HEADS, NECKS, ConfigError, check_arguments
+
+#: Input height and width must be multiples of the coarsest stride.
+SIZE_DIVISOR = 32
+
+
+@DETECTORS.register()
+class Detector(nn.Module):
+    """Backbone -> neck -> head.
+
+    ``model(x)`` with ``x`` a float ``[B, 3, H, W]`` batch (H, W multiples of 32):
+
+    * training mode: the head's raw per-level maps ``[B, 5 + C, H_l, W_l]``;
+    * eval mode: decoded predictions before NMS ``[B, P, 4 + 1 + C]`` = cx, cy, w, h in input
+      pixels, objectness and class probabilities (YOLOX's layout); ``decode=False`` leaves
+      the box channels as raw (tx, ty, tw, th).
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The neck's output maps (strides 8, 16, 32)."""
+        if x.ndim != 4 or x.shape[-2] % SIZE_DIVISOR or x.shape[-1] % SIZE_DIVISOR:
+            raise ValueError(
+                f"input must be [B, C, H, W] with H and W multiples of {SIZE_DIVISOR}, got {list(x.shape)}"
+            )
+        return self.neck(self.backbone(x))
+
+    def forward(self, x: torch.Tensor, decode: bool = True) -> torch.Tensor | list[torch.Tensor]:
+        level_outputs = self.head(self.features(x))
+        if self.training:
+            return level_outputs
+        return self.head.predict(level_outputs, decode=decode)
+
+    def fuse(self) -> Detector:
+        """Fold BatchNorm into the preceding convs for inference (in place); returns self."""
+        fuse_model(self)
+        return self
+
+
+def _build_part(registry, cfg: Mapping[str, Any], path: str, in_channels: list[int] | None) -> nn.Module:
+    if in_channels is not None:
+        given = cfg.get("in_channels") if isinstance(cfg, Mapping) else None
+        if given is not None and list(given) != list(in_channels):
+            raise ConfigError(f"{path}.in_channels: {list(given)} does not match the previous part's {in_channels}")
+        return registry.build(cfg, path, in_channels=in_channels)
+    return registry.build(cfg, path)
+
+
+def build_model(cfg: Mapping[str, Any]) -> nn.Module:
+    """Build a detector from a full config (with a ``model`` section) or the model section.
+
+    The neck's and head's ``in_channels`` default to the previous part's ``out_channels``.
+    """
+    model_cfg = cfg.get("model", cfg)
+    path = "model"
+    if not isinstance(model_cfg, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {type(model_cfg).__name__}")
+    for part in ("backbone", "neck", "head"):
+        if part not in model_cfg:
+            raise ConfigError(f"{path}.{part}: missing; a detector needs a backbone, a neck and a head")
+    backbone = _build_part(BACKBONES, model_cfg["backbone"], f"{path}.backbone", None)
+    neck = _build_part(NECKS, model_cfg["neck"], f"{path}.neck", list(backbone.out_channels))
+    head = _build_part(HEADS, model_cfg["head"], f"{path}.head", list(neck.out_channels))
+    detector_cls = DETECTORS.get(model_cfg.get("type", "Detector"), f"{path}.type")
+    extra = {k: v for k, v in model_cfg.items() if k not in ("type", "backbone", "neck", "head")}
+    check_arguments(detector_cls, {"backbone": backbone, "neck": neck, "head": head, **extra}, path)
+    return detector_cls(backbone=backbone, neck=neck, head=head, **extra)

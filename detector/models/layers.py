@@ -1,0 +1,203 @@
+"""Building blocks of YOLO-style networks.
+
+Attribute names follow the official YOLOX modules (``conv``/``bn``, ``dconv``/``pconv``,
+``conv1``..``conv3``, ``m``) so that YOLOX checkpoints map onto them one to one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: BatchNorm settings of YOLOX (its ``init_yolo`` sets them on every BN layer).
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.03
+
+ACTIVATIONS = {
+    "silu": lambda: nn.SiLU(inplace=True),
+    "relu": lambda: nn.ReLU(inplace=True),
+    "lrelu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "identity": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """An activation module by name: ``silu``, ``relu``, ``lrelu`` (slope 0.1) or ``identity``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}'; expected one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d (no bias, 'same' padding for odd kernels) -> BatchNorm2d -> activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = "silu",
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class DepthwiseSeparableConv(nn.Module):
+    """Depthwise k x k ConvBNAct followed by a pointwise 1x1 ConvBNAct."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, act: str = "silu"):
+        super().__init__()
+        self.dconv = ConvBNAct(in_channels, in_channels, kernel_size, stride, groups=in_channels, act=act)
+        self.pconv = ConvBNAct(in_channels, out_channels, 1, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pconv(self.dconv(x))
+
+
+def conv_block(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, depthwise: bool = False, act: str = "silu"
+) -> nn.Module:
+    """A ConvBNAct, or its depthwise-separable counterpart when ``depthwise``."""
+    if depthwise:
+        return DepthwiseSeparableConv(in_channels, out_channels, kernel_size, stride, act=act)
+    return ConvBNAct(in_channels, out_channels, kernel_size, stride, act=act)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce then 3x3 conv, with a residual when ``shortcut`` and shapes agree."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        shortcut: bool = True,
+        expansion: float = 0.5,
+        depthwise: bool = False,
+        act: str = "silu",
+    ) -> None:
+        super().__init__()
+        hidden = int(out_channels * expansion)
+        self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
+        self.conv2 = conv_block(hidden, out_channels, 3, 1, depthwise, act)
+        self.use_add = shortcut and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return x + y if self.use_add else y
+
+
+class CSPLayer(nn.Module):
+    """Cross-stage-partial block (YOLOv5 "C3"): two 1x1 branches, ``n`` bottlenecks on one."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        n: int = 1,
+        shortcut: bool = True,
+        expansion: float = 0.5,
+        depthwise: bool = False,
+        act: str = "silu",
+    ) -> None:
+        super().__init__()
+        hidden = int(out_channels * expansion)
+        self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
+        self.conv2 = ConvBNAct(in_channels, hidden, 1, act=act)
+        self.conv3 = ConvBNAct(2 * hidden, out_channels, 1, act=act)
+        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, act) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(torch.cat((self.m(self.conv1(x)), self.conv2(x)), dim=1))
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling: parallel stride-1 max pools of several sizes, concatenated."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_sizes: tuple[int, ...] = (5, 9, 13), act: str = "silu"
+    ) -> None:
+        super().__init__()
+        hidden = in_channels // 2
+        self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
+        self.m = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in kernel_sizes)
+        self.conv2 = ConvBNAct(hidden * (len(kernel_sizes) + 1), out_channels, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        return self.conv2(torch.cat([x, *(pool(x) for pool in self.m)], dim=1))
+
+
+class SPPF(nn.Module):
+    """Fast SPP (YOLOv5): one k x k max pool applied three times in sequence.
+
+    Equal to SPP with kernels (k, 2k-1, 3k-2) at a fraction of the cost.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, act: str = "silu") -> None:
+        super().__init__()
+        hidden = in_channels // 2
+        self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
+        self.m = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+        self.conv2 = ConvBNAct(hidden * 4, out_channels, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.conv2(torch.cat((x, y1, y2, self.m(y2)), dim=1))
+
+
+class Focus(nn.Module):
+    """Space-to-depth (2x2 pixel blocks to 4x channels) followed by a ConvBNAct.
+
+    The channel order (top-left, bottom-left, top-right, bottom-right) is YOLOX's, which its
+    stem weights depend on.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act: str = "silu"):
+        super().__init__()
+        self.conv = ConvBNAct(in_channels * 4, out_channels, kernel_size, stride, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = (x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2])
+        return self.conv(torch.cat(patches, dim=1))
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A Conv2d with bias computing ``bn(conv(x))`` in eval mode (running statistics)."""
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((conv_bias - bn.running_mean) * scale + bn.bias)
+    fused.requires_grad_(conv.weight.requires_grad)
+    return fused
+
+
+def fuse_model(model: nn.Module) -> nn.Module:
+    """Fold every ConvBNAct's BatchNorm into its conv, in place; returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv = fuse_conv_bn(module.conv, module.bn)
+            module.bn = nn.Identity()
+    return model

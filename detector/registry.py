@@ -1,0 +1,99 @@
+"""Registries that map config ``type`` names to classes, and ``build`` from a config dict."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value is wrong: the message names the config key and what was expected."""
+
+
+class Registry:
+    """A named table of classes (or factories) that configs refer to by ``type``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._entries: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a class under ``name`` (its ``__name__`` by default)."""
+
+        def decorate(obj: Callable[..., Any]) -> Callable[..., Any]:
+            key = name or obj.__name__
+            if key in self._entries and self._entries[key] is not obj:
+                raise KeyError(f"{self.name} registry already has an entry named '{key}'")
+            self._entries[key] = obj
+            return obj
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, name: str, path: str = "type") -> Callable[..., Any]:
+        """The entry called ``name``; an unknown name raises ConfigError with close matches."""
+        if name in self._entries:
+            return self._entries[name]
+        close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.4)
+        if close:
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?"
+        else:
+            hint = "registered: " + ", ".join(self.names())
+        raise ConfigError(f"{path}: unknown {self.name} type '{name}'; {hint}")
+
+    def build(self, cfg: Mapping[str, Any], path: str | None = None, **defaults: Any) -> Any:
+        """Instantiate ``cfg['type']`` with the other keys of ``cfg`` as keyword arguments.
+
+        ``path`` is the dotted config location used in error messages (``model.neck``);
+        ``defaults`` fill arguments the config does not give. Unknown or missing arguments
+        raise ConfigError naming ``path.argument`` and the class.
+        """
+        path = path or self.name.lower()
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{path}: expected a mapping with a 'type' key, got {type(cfg).__name__}")
+        if "type" not in cfg:
+            raise ConfigError(f"{path}.type: missing; expected one of {', '.join(self.names())}")
+        kwargs = {**defaults, **{k: v for k, v in cfg.items() if k != "type"}}
+        target = self.get(cfg["type"], f"{path}.type")
+        check_arguments(target, kwargs, path)
+        return target(**kwargs)
+
+
+def check_arguments(target: Callable[..., Any], kwargs: Mapping[str, Any], path: str) -> None:
+    """Raise ConfigError when ``kwargs`` do not fit ``target``'s signature."""
+    signature = inspect.signature(target)
+    params = signature.parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    cls_name = getattr(target, "__name__", repr(target))
+    if not accepts_any:
+        for key in kwargs:
+            if key not in named:
+                close = difflib.get_close_matches(key, named, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"accepted: {', '.join(named)}"
+                raise ConfigError(f"{path}.{key}: {cls_name} has no argument '{key}'; {hint}")
+    for name, p in params.items():
+        required = p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if required and name not in kwargs:
+            raise ConfigError(f"{path}.{name}: missing, required by {cls_name}")
+
+
+BACKBONES = Registry("BACKBONES")
+NECKS = Registry("NECKS")
+HEADS = Registry("HEADS")
+DETECTORS = Registry("DETECTORS")
+ASSIGNERS = Registry("ASSIGNERS")
+LOSSES = Registry("LOSSES")
+DATASETS = Registry("DATASETS")
+TRANSFORMS = Registry("TRANSFORMS")
+TRACKERS = Registry("TRACKERS")

@@ -1,0 +1,112 @@
+import pytest
+import torch
+from torch import nn
+
+from detector.models.layers import (
+    SPP,
+    SPPF,
+    Bottleneck,
+    ConvBNAct,
+    CSPLayer,
+    DepthwiseSeparableConv,
+    Focus,
+    fuse_conv_bn,
+    make_activation,
+)
+from detector.models.priors import decode_yolox_boxes, make_priors, prior_centers
+
+
+def test_activations_by_name():
+    assert isinstance(make_activation("silu"), nn.SiLU)
+    assert isinstance(make_activation("relu"), nn.ReLU)
+    lrelu = make_activation("lrelu")
+    assert isinstance(lrelu, nn.LeakyReLU) and lrelu.negative_slope == 0.1
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; expected one of silu, relu, lrelu, identity"):
+        make_activation("gelu")
+
+
+def test_conv_bn_act_same_padding_and_stride():
+    layer = ConvBNAct(3, 8, 3, 2)
+    assert layer(torch.rand(1, 3, 32, 48)).shape == (1, 8, 16, 24)
+    assert layer.conv.bias is None
+    assert (layer.bn.eps, layer.bn.momentum) == (1e-3, 0.03)
+
+
+def test_depthwise_separable_conv_is_grouped():
+    layer = DepthwiseSeparableConv(16, 32, 3, 2)
+    assert layer.dconv.conv.groups == 16 and layer.dconv.conv.weight.shape == (16, 1, 3, 3)
+    assert layer.pconv.conv.weight.shape == (32, 16, 1, 1)
+    assert layer(torch.rand(1, 16, 8, 8)).shape == (1, 32, 4, 4)
+
+
+def test_bottleneck_residual_only_when_shapes_agree():
+    assert Bottleneck(8, 8, shortcut=True).use_add
+    assert not Bottleneck(8, 16, shortcut=True).use_add
+    assert not Bottleneck(8, 8, shortcut=False).use_add
+    block = Bottleneck(8, 8).eval()
+    nn.init.zeros_(block.conv2.bn.weight)
+    nn.init.zeros_(block.conv2.bn.bias)  # branch outputs silu(0) = 0: the block is the identity
+    x = torch.rand(1, 8, 4, 4)
+    assert torch.equal(block(x), x)
+
+
+def test_csp_layer_shapes():
+    layer = CSPLayer(32, 64, n=2)
+    assert len(layer.m) == 2 and layer.conv3.conv.in_channels == 64
+    assert layer(torch.rand(1, 32, 8, 8)).shape == (1, 64, 8, 8)
+
+
+def test_sppf_equals_spp_with_cascaded_kernels():
+    """Max pools 5, 5∘5, 5∘5∘5 equal pools 5, 9, 13: SPPF is SPP(5, 9, 13) reorganised."""
+    spp, sppf = SPP(16, 16, (5, 9, 13)).eval(), SPPF(16, 16, 5).eval()
+    sppf.load_state_dict(spp.state_dict())
+    x = torch.randn(2, 16, 20, 20)
+    torch.testing.assert_close(sppf(x), spp(x))
+
+
+def test_focus_channel_order():
+    focus = Focus(1, 4, kernel_size=1)
+    focus.conv = nn.Identity()  # look at the space-to-depth part alone
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    out = focus(x)
+    # top-left, bottom-left, top-right, bottom-right pixel of the first 2x2 block
+    assert out[0, :, 0, 0].tolist() == [0.0, 4.0, 1.0, 5.0]
+    assert out.shape == (1, 4, 2, 2)
+
+
+def test_fuse_conv_bn_hand_computed():
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    nn.init.constant_(conv.weight, 2.0)
+    bn = nn.BatchNorm2d(1, eps=0.0).eval()
+    bn.running_mean.fill_(1.0)
+    bn.running_var.fill_(4.0)
+    bn.weight.data.fill_(3.0)
+    bn.bias.data.fill_(0.5)
+    fused = fuse_conv_bn(conv, bn)
+    # bn(conv(x)) = 3 * (2x - 1) / 2 + 0.5 = 3x - 1
+    assert fused.weight.item() == pytest.approx(3.0) and fused.bias.item() == pytest.approx(-1.0)
+
+
+def test_priors_order_and_anchor_sizes():
+    priors = make_priors([(2, 3), (1, 2)], [8, 16])
+    assert priors.shape == (8, 5)
+    assert priors[:6, :3].tolist() == [[x, y, 8.0] for y in range(2) for x in range(3)]
+    assert priors[6:, :3].tolist() == [[0.0, 0.0, 16.0], [1.0, 0.0, 16.0]]
+    assert priors[:, 3:].tolist() == [[8.0, 8.0]] * 6 + [[16.0, 16.0]] * 2
+    assert prior_centers(priors)[4].tolist() == [12.0, 12.0]
+
+    anchored = make_priors([(1, 2)], [32], anchors=[[(10, 13), (16, 30)]])
+    assert anchored.tolist() == [
+        [0, 0, 32, 10, 13],
+        [1, 0, 32, 10, 13],
+        [0, 0, 32, 16, 30],
+        [1, 0, 32, 16, 30],
+    ]
+    with pytest.raises(ValueError, match="2 feature maps but 1 strides"):
+        make_priors([(1, 1), (1, 1)], [8])
+
+
+def test_decode_yolox_boxes():
+    priors = make_priors([(1, 2)], [16])
+    raw = torch.tensor([[0.5, 0.25, 0.0, torch.log(torch.tensor(2.0))]] * 2)
+    assert decode_yolox_boxes(raw, priors).tolist() == [[8.0, 4.0, 16.0, 32.0], [24.0, 4.0, 16.0, 32.0]]
