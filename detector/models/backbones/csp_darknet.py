@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from detector.models.backbones.base import DarknetStages
 from detector.models.layers import SPP, CSPLayer, Focus, conv_block
 from detector.registry import BACKBONES
 
-#: (depth multiplier, width multiplier, depthwise) of the YOLOX model family.
-CSP_DARKNET_PRESETS: dict[str, tuple[float, float, bool]] = {
-    "nano": (0.33, 0.25, True),
-    "tiny": (0.33, 0.375, False),
-    "s": (0.33, 0.50, False),
-    "m": (0.67, 0.75, False),
-    "l": (1.0, 1.0, False),
-    "x": (1.33, 1.25, False),
-}
-
 
 @BACKBONES.register()
-class CSPDarknet(nn.Module):
+class CSPDarknet(DarknetStages):
     """Focus stem + four CSP stages (``dark2``..``dark5``, the last with SPP).
 
     Returns the ``dark3``, ``dark4``, ``dark5`` maps (strides 8, 16, 32) with
@@ -52,11 +42,3 @@ class CSPDarknet(nn.Module):
         self.dark4 = stage(base * 4, base * 8, n * 3)
         self.dark5 = stage(base * 8, base * 16, n, with_spp=True)
         self.out_channels = [base * 4, base * 8, base * 16]
-        self.strides = [8, 16, 32]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.dark2(self.stem(x))
-        c3 = self.dark3(x)
-        c4 = self.dark4(c3)
-        c5 = self.dark5(c4)
-        return [c3, c4, c5]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from detector.models.backbones.base import DarknetStages
 from detector.models.layers import SPP, ConvBNAct
 from detector.registry import BACKBONES
 
@@ -28,7 +29,7 @@ def _stage(in_channels: int, blocks: int, act: str) -> list[nn.Module]:
 
 
 @BACKBONES.register()
-class Darknet53(nn.Module):
+class Darknet53(DarknetStages):
     """Darknet-53 (the YOLOX ``Darknet(53)`` layout). Returns maps at strides 8, 16, 32 with
     ``out_channels = [256, 512, 512]``: the last stage ends in YOLOX's SPP block, which
     halves its 1024 channels.
@@ -51,11 +52,3 @@ class Darknet53(nn.Module):
             ConvBNAct(c5, c5 // 2, 1, act=act),
         )
         self.out_channels = [c * 8, c * 16, c5 // 2]
-        self.strides = [8, 16, 32]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.dark2(self.stem(x))
-        c3 = self.dark3(x)
-        c4 = self.dark4(c3)
-        c5 = self.dark5(c4)
-        return [c3, c4, c5]
