@@ -1,11 +1,13 @@
-# The README's set-up: `make test` (install into .venv and run the tests), `make lint`.
+# The README's set-up: `make demo` (the main job) and `make test`; `make lint` runs ruff.
 # A second run reinstalls nothing: the install is redone only when its inputs change.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format clean
+DEMO_CONFIG ?= configs/yolox_nano_shapes.yaml
+
+.PHONY: install demo test test-fast lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,11 @@ $(INSTALLED): $(PY) requirements.txt setup.py pyproject.toml
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+# The main job: generate the synthetic shapes set (once), train YOLOX-Nano on it, evaluate.
+demo: $(INSTALLED)
+	$(PY) tools/make_synthetic.py --out data/synthetic
+	$(PY) tools/train.py $(DEMO_CONFIG) --device cpu
 
 test: $(INSTALLED)
 	$(PY) -m pytest

@@ -21,6 +21,8 @@ class Detector(nn.Module):
 
     ``model(x)`` with ``x`` a float ``[B, 3, H, W]`` batch (H, W multiples of 32):
 
+    * with ``targets`` ``[M, 6]`` (batch index, label, x1, y1, x2, y2 input pixels): the
+      training losses, a dict with the total under ``loss`` (see the head's ``loss``);
     * training mode: the head's raw per-level maps ``[B, 5 + C, H_l, W_l]``;
     * eval mode: decoded predictions before NMS ``[B, P, 4 + 1 + C]`` = cx, cy, w, h in input
       pixels, objectness and class probabilities (YOLOX's layout); ``decode=False`` leaves
@@ -45,8 +47,12 @@ class Detector(nn.Module):
             )
         return self.neck(self.backbone(x))
 
-    def forward(self, x: torch.Tensor, decode: bool = True) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, targets: torch.Tensor | None = None, decode: bool = True
+    ) -> torch.Tensor | list[torch.Tensor] | dict[str, torch.Tensor]:
         level_outputs = self.head(self.features(x))
+        if targets is not None:
+            return self.head.loss(level_outputs, targets)
         if self.training:
             return level_outputs
         return self.head.predict(level_outputs, decode=decode)

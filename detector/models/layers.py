@@ -130,9 +130,18 @@ class SPP(nn.Module):
         self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
         self.m = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in kernel_sizes)
         self.conv2 = ConvBNAct(hidden * (len(kernel_sizes) + 1), out_channels, 1, act=act)
+        # Kernels k, 2k-1, 3k-2, ... equal repeated k x k pools (max is associative), which
+        # cost a fraction of the large pools; the outputs are identical.
+        first = kernel_sizes[0]
+        self.cascade = all(k == first + i * (first - 1) for i, k in enumerate(kernel_sizes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
+        if self.cascade:
+            pooled = [x]
+            for _ in self.m:
+                pooled.append(self.m[0](pooled[-1]))
+            return self.conv2(torch.cat(pooled, dim=1))
         return self.conv2(torch.cat([x, *(pool(x) for pool in self.m)], dim=1))
 
 

@@ -13,7 +13,6 @@ from detector.models.layers import (
     fuse_conv_bn,
     make_activation,
 )
-from detector.models.priors import decode_yolox_boxes, make_priors, prior_centers
 
 
 def test_activations_by_name():
@@ -87,26 +86,10 @@ def test_fuse_conv_bn_hand_computed():
     assert fused.weight.item() == pytest.approx(3.0) and fused.bias.item() == pytest.approx(-1.0)
 
 
-def test_priors_order_and_anchor_sizes():
-    priors = make_priors([(2, 3), (1, 2)], [8, 16])
-    assert priors.shape == (8, 5)
-    assert priors[:6, :3].tolist() == [[x, y, 8.0] for y in range(2) for x in range(3)]
-    assert priors[6:, :3].tolist() == [[0.0, 0.0, 16.0], [1.0, 0.0, 16.0]]
-    assert priors[:, 3:].tolist() == [[8.0, 8.0]] * 6 + [[16.0, 16.0]] * 2
-    assert prior_centers(priors)[4].tolist() == [12.0, 12.0]
-
-    anchored = make_priors([(1, 2)], [32], anchors=[[(10, 13), (16, 30)]])
-    assert anchored.tolist() == [
-        [0, 0, 32, 10, 13],
-        [1, 0, 32, 10, 13],
-        [0, 0, 32, 16, 30],
-        [1, 0, 32, 16, 30],
-    ]
-    with pytest.raises(ValueError, match="2 feature maps but 1 strides"):
-        make_priors([(1, 1), (1, 1)], [8])
-
-
-def test_decode_yolox_boxes():
-    priors = make_priors([(1, 2)], [16])
-    raw = torch.tensor([[0.5, 0.25, 0.0, torch.log(torch.tensor(2.0))]] * 2)
-    assert decode_yolox_boxes(raw, priors).tolist() == [[8.0, 4.0, 16.0, 32.0], [24.0, 4.0, 16.0, 32.0]]
+def test_spp_cascade_equals_parallel_pools():
+    spp = SPP(8, 8, (5, 9, 13)).eval()
+    assert spp.cascade and not SPP(8, 8, (3, 7)).cascade
+    x = torch.randn(1, 8, 24, 24)
+    cascaded = spp(x)
+    spp.cascade = False
+    torch.testing.assert_close(cascaded, spp(x), rtol=0, atol=0)

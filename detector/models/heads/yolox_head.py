@@ -4,13 +4,15 @@ regression towers; the regression tower also predicts objectness."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from detector.models.heads.yolox_loss import YOLOXLoss
 from detector.models.layers import ConvBNAct, conv_block
-from detector.models.priors import decode_yolox_boxes, make_priors
+from detector.ops.priors import decode_yolox_boxes, make_priors
 from detector.registry import HEADS
 
 
@@ -19,7 +21,8 @@ class YOLOXHead(nn.Module):
     """Anchor-free decoupled head (one prior per grid cell).
 
     Per level it outputs raw maps ``[B, 4 + 1 + C, H, W]``: box (tx, ty, tw, th),
-    objectness logit, class logits. Module names follow YOLOX (``stems``, ``cls_convs``,
+    objectness logit, class logits. ``loss`` holds the keyword arguments of ``YOLOXLoss``
+    (``iou_type``, ``box_weight``, ``use_l1``, ``center_radius``). Module names follow YOLOX (``stems``, ``cls_convs``,
     ``reg_convs``, ``cls_preds``, ``reg_preds``, ``obj_preds``).
     """
 
@@ -32,6 +35,7 @@ class YOLOXHead(nn.Module):
         depthwise: bool = False,
         act: str = "silu",
         prior_prob: float = 0.01,
+        loss: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -52,6 +56,7 @@ class YOLOXHead(nn.Module):
         self.reg_preds = nn.ModuleList(nn.Conv2d(c, 4, 1) for _ in strides)
         self.obj_preds = nn.ModuleList(nn.Conv2d(c, 1, 1) for _ in strides)
         self._init_prior_bias(prior_prob)
+        self.criterion = YOLOXLoss(num_classes, **(loss or {}))
         self._priors_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _init_prior_bias(self, prior_prob: float) -> None:
@@ -95,3 +100,10 @@ class YOLOXHead(nn.Module):
         flat = self.flatten(level_outputs)
         boxes = decode_yolox_boxes(flat[..., :4], self.priors(level_outputs)) if decode else flat[..., :4]
         return torch.cat((boxes, flat[..., 4:].sigmoid()), dim=-1)
+
+    def loss(self, level_outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training losses for raw ``level_outputs`` and ``targets`` ``[M, 6]`` (batch index,
+        label, x1, y1, x2, y2 input pixels); see ``YOLOXLoss``."""
+        flat = self.flatten(level_outputs)
+        priors = self.priors(level_outputs)
+        return self.criterion(flat, decode_yolox_boxes(flat[..., :4], priors), priors, targets)

@@ -1,0 +1,28 @@
+"""Shared command-line plumbing of the tools: user errors as one line, exit code 2."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+from detector.engine.checkpoint import CheckpointError
+from detector.registry import ConfigError
+
+#: Errors caused by the user's input: shown as one line without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, FileNotFoundError, ValueError)
+
+
+def run_tool(main: Callable[[], int], debug: bool = False) -> int:
+    """Run ``main``; a user error prints ``error: <message>`` and returns 2 (``debug`` shows
+    the traceback)."""
+    try:
+        return main()
+    except USER_ERRORS as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

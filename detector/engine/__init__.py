@@ -1,0 +1,1 @@
+"""Training, evaluation and checkpointing: import the submodules directly (e.g. ``detector.engine.evaluator``)."""

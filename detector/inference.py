@@ -1,0 +1,157 @@
+"""Predictor: a model (or a checkpoint) in, detections in original-image pixels out.
+
+Every tool that turns images into boxes (predict, eval, track) goes through ``postprocess``
+so that their numbers cannot drift apart. Preprocessing is YOLOX's: BGR, 0..255, letterbox
+at the top-left on a canvas of 114, boxes divided by the letterbox ratio.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from detector.data.transforms import letterbox
+from detector.engine.checkpoint import load_checkpoint
+from detector.models.detector import build_model
+from detector.models.yolox_weights import load_yolox_weights
+from detector.ops.boxes import cxcywh_to_xyxy
+from detector.registry import ConfigError
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``boxes [K, 4]`` xyxy pixels, ``scores [K]``, ``labels [K]``
+    (contiguous class indices), sorted by score."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to(self, device: torch.device | str) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+
+
+def postprocess(
+    preds: torch.Tensor,
+    conf_threshold: float = 0.001,
+    iou_threshold: float = 0.65,
+    max_det: int = 300,
+    ratios: Sequence[float] | torch.Tensor | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[Detections]:
+    """Decoded predictions ``[B, P, 5 + C]`` (cx, cy, w, h, obj, class probs) -> detections.
+
+    score = objectness x best class probability (one label per box, as YOLOX); boxes with
+    score >= ``conf_threshold`` go through class-aware NMS at ``iou_threshold``; at most
+    ``max_det`` per image. With ``ratios`` the boxes are divided by each image's letterbox
+    ratio, and with ``image_sizes`` [(h, w)] clipped to the original image.
+    """
+    class_scores, labels = preds[..., 5:].max(dim=-1)
+    scores = preds[..., 4] * class_scores
+    boxes = cxcywh_to_xyxy(preds[..., :4])
+    results = []
+    for b in range(preds.shape[0]):
+        keep = scores[b] >= conf_threshold
+        img_boxes, img_scores, img_labels = boxes[b][keep].float(), scores[b][keep].float(), labels[b][keep]
+        order = torchvision.ops.batched_nms(img_boxes, img_scores, img_labels, iou_threshold)[:max_det]
+        img_boxes, img_scores, img_labels = img_boxes[order], img_scores[order], img_labels[order]
+        if ratios is not None:
+            img_boxes = img_boxes / float(ratios[b])
+        if image_sizes is not None:
+            h, w = image_sizes[b]
+            img_boxes[:, 0::2] = img_boxes[:, 0::2].clamp(0, w)
+            img_boxes[:, 1::2] = img_boxes[:, 1::2].clamp(0, h)
+        results.append(Detections(img_boxes, img_scores, img_labels))
+    return results
+
+
+def images_to_tensor(images: Sequence[np.ndarray], device: torch.device | str) -> torch.Tensor:
+    """Letterboxed uint8 HWC BGR images (same size) -> float ``[B, 3, H, W]`` on ``device``."""
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
+    return batch.to(device, non_blocking=True).float()
+
+
+class Predictor:
+    """Runs a detector on BGR uint8 images of any size.
+
+    ``imgsz`` is the network input (int or (h, w), multiples of 32). Thresholds default to
+    deployment values (0.25 score); evaluation uses a low score threshold (0.001).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        imgsz: int | Sequence[int] = 640,
+        class_names: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.65,
+        max_det: int = 300,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_det = max_det
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        cfg: Mapping[str, Any] | None = None,
+        device: torch.device | str = "cpu",
+        fuse: bool = True,
+        **kwargs: Any,
+    ) -> Predictor:
+        """A predictor from a checkpoint of this package's trainer (its own config, weights
+        and class names; EMA weights when the run kept them), or from an official YOLOX
+        checkpoint (``{"model": state_dict}``), which needs ``cfg`` for the architecture.
+        ``cfg`` given with one of our checkpoints replaces the checkpoint's config."""
+        ckpt = load_checkpoint(path)
+        if "config" in ckpt:
+            cfg = cfg or ckpt["config"]
+            model = build_model(cfg)
+            model.load_state_dict(ckpt["model"])
+            kwargs.setdefault("class_names", ckpt.get("class_names"))
+        elif cfg is not None:
+            model = load_yolox_weights(build_model(cfg), ckpt)
+        else:
+            raise ConfigError(f"{path}: not a checkpoint of this package (no 'config'); pass a config for its model")
+        if fuse:
+            model.fuse()
+        kwargs.setdefault("imgsz", cfg.get("data", {}).get("imgsz", 640))
+        return cls(model, device=device, **kwargs)
+
+    @torch.no_grad()
+    def predict_tensor(
+        self, batch: torch.Tensor, ratios: Sequence[float], image_sizes: Sequence[tuple[int, int]]
+    ) -> list[Detections]:
+        """Detections for a letterboxed float batch ``[B, 3, H, W]`` (BGR, 0..255)."""
+        preds = self.model(batch.to(self.device).float())
+        return postprocess(preds, self.conf_threshold, self.iou_threshold, self.max_det, ratios, image_sizes)
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
+        """Detections (original-image pixels) for one BGR image or a list of them."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        boxed, ratios, sizes = [], [], []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {list(image.shape)}")
+            canvas, ratio = letterbox(image, self.imgsz)
+            boxed.append(canvas)
+            ratios.append(ratio)
+            sizes.append(image.shape[:2])
+        return self.predict_tensor(images_to_tensor(boxed, self.device), ratios, sizes)

@@ -1,0 +1,127 @@
+"""Training on a tiny generated set: the loss goes down, resume is exact, bad input is caught."""
+
+import copy
+
+import pytest
+import torch
+
+from detector.config import load_config
+from detector.data.synthetic import generate_synthetic_coco
+from detector.engine.checkpoint import load_checkpoint
+from detector.engine.trainer import Trainer, TrainingError
+from detector.registry import ConfigError
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return generate_synthetic_coco(tmp_path_factory.mktemp("shapes"), num_train=12, num_val=4, image_size=96, seed=3)
+
+
+def make_cfg(configs_dir, shapes, tmp_path, **train):
+    cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
+    cfg["data"].update(
+        train={"type": "CocoDataset", "ann_file": str(shapes["train_ann"]), "img_dir": str(shapes["train_images"])},
+        val={"type": "CocoDataset", "ann_file": str(shapes["val_ann"]), "img_dir": str(shapes["val_images"])},
+        imgsz=96,
+        batch_size=4,
+        num_workers=0,
+    )
+    cfg["train"].update(
+        {"output_dir": str(tmp_path), "name": "run", "epochs": 2, "eval_interval": 1, "no_aug_epochs": 1}
+    )
+    cfg["train"].update(train)
+    return cfg
+
+
+def test_steps_on_one_batch_lower_the_loss(configs_dir, shapes, tmp_path):
+    cfg = make_cfg(configs_dir, shapes, tmp_path)
+    cfg["data"]["augment"] = None
+    trainer = Trainer(cfg, device="cpu", progress=False)
+    batch = next(iter(trainer.loader))
+    trainer.scheduler.step(10**6)  # the floor lr, no warm-up
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.02
+    losses = [trainer.train_step(batch)["loss"] for _ in range(20)]
+    assert sum(losses[-3:]) / 3 < 0.8 * losses[0], losses
+
+
+def test_run_folder_contents(configs_dir, shapes, tmp_path):
+    trainer = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False)
+    metrics = trainer.train()
+    run = tmp_path / "run"
+    assert trainer.run_dir == run
+    for name in ("config.yaml", "metrics.csv", "train.log", "weights/last.pt", "weights/best.pt", "plots/loss.png"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "predictions").glob("*.png"))) == 4
+    assert set(metrics) >= {"mAP50_95", "mAP50", "per_class"}
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,loss") and len(rows) == 3
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["circle", "square", "triangle", "cross", "ring"]
+    assert ckpt["cat_ids"] == [1, 2, 3, 4, 5]
+    # A second run with the same name gets a new folder instead of overwriting this one.
+    assert Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False).run_dir == tmp_path / "run_2"
+
+
+def test_resume_gives_the_same_weights(configs_dir, shapes, tmp_path):
+    cfg = make_cfg(configs_dir, shapes, tmp_path, epochs=3, eval_interval=10)
+    straight = Trainer(copy.deepcopy(cfg), device="cpu", progress=False, run_dir=tmp_path / "straight")
+    straight.train()
+
+    interrupted = Trainer(copy.deepcopy(cfg), device="cpu", progress=False, run_dir=tmp_path / "interrupted")
+    interrupted.run_epoch()
+    del interrupted  # the process "dies" after the first epoch's checkpoint
+    resumed = Trainer(
+        copy.deepcopy(cfg), device="cpu", progress=False, resume=tmp_path / "interrupted" / "weights" / "last.pt"
+    )
+    assert resumed.epoch == 1 and resumed.run_dir == tmp_path / "interrupted"
+    resumed.train()
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for name, value in straight.ema.module.state_dict().items():
+        assert torch.equal(value, resumed.ema.module.state_dict()[name]), name
+    assert resumed.iteration == straight.iteration
+
+
+def test_nan_loss_steps_are_skipped_then_stop(configs_dir, shapes, tmp_path):
+    cfg = make_cfg(configs_dir, shapes, tmp_path, max_bad_steps=3)
+    trainer = Trainer(cfg, device="cpu", progress=False)
+    batch = next(iter(trainer.loader))
+    before = copy.deepcopy(trainer.model.state_dict())
+    bad = dict(batch, images=batch["images"].float() * float("nan"))
+    assert trainer.train_step(bad) is None and trainer.train_step(bad) is None
+    assert trainer.skipped_steps == 2
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())
+    assert trainer.train_step(batch) is not None and trainer.bad_steps == 0  # a good step resets the count
+    for _ in range(2):
+        trainer.train_step(bad)
+    with pytest.raises(
+        TrainingError, match=r"non-finite input images or boxes for 3 steps in a row \(last batch: image"
+    ):
+        trainer.train_step(bad)
+
+
+def test_non_finite_outputs_skip_the_step_and_keep_bn_statistics(configs_dir, shapes, tmp_path):
+    trainer = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False)
+    batch = next(iter(trainer.loader))
+    before = copy.deepcopy(trainer.model.state_dict())
+    with torch.no_grad():
+        trainer.model.head.obj_preds[0].bias.fill_(float("inf"))  # finite input, infinite outputs
+    assert trainer.train_step(batch) is None and trainer.skipped_steps == 1
+    for name, value in before.items():
+        if "obj_preds.0.bias" not in name:
+            assert torch.equal(value, trainer.model.state_dict()[name]), name
+
+
+def test_class_count_mismatch_is_reported(configs_dir, shapes, tmp_path):
+    cfg = make_cfg(configs_dir, shapes, tmp_path)
+    cfg["model"]["head"]["num_classes"] = 80
+    with pytest.raises(ConfigError, match=r"model.head.num_classes: 80 but the training set has 5 classes"):
+        Trainer(cfg, device="cpu", progress=False)
+
+
+def test_unavailable_device_is_reported(configs_dir, shapes, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"--device: 'cuda:0' requested but CUDA is not available"):
+        Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cuda:0", progress=False)

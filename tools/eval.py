@@ -1,0 +1,83 @@
+"""COCO evaluation (bbox mAP by pycocotools).
+
+  python tools/eval.py CONFIG --ckpt CKPT                      the config's validation set
+  python tools/eval.py CONFIG --ckpt CKPT --ann A.json --images DIR   any COCO-format set
+  python tools/eval.py --ckpt CKPT --ann A.json --images DIR   (a checkpoint of this package)
+  python tools/eval.py --ann A.json --results R.json           score an existing results file
+
+CKPT is a checkpoint written by tools/train.py or an official YOLOX checkpoint (then CONFIG
+gives the architecture, e.g. configs/_base_/models/yolox_s.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from detector import load_config
+from detector.cli import run_tool
+from detector.data.coco import CocoDataset
+from detector.data.transforms import EvalTransform
+from detector.engine.evaluator import evaluate_coco, format_per_class_table, write_metrics_json
+from detector.engine.validate import evaluate_dataset
+from detector.inference import Predictor
+from detector.registry import DATASETS, ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help="YAML config (model and data.val)")
+    parser.add_argument("--ckpt", help="checkpoint to evaluate")
+    parser.add_argument("--ann", help="COCO annotation JSON (instead of the config's data.val)")
+    parser.add_argument("--images", help="image folder of --ann")
+    parser.add_argument("--results", help="an existing COCO results JSON to score (with --ann)")
+    parser.add_argument("--imgsz", type=int, nargs="+", help="network input: size, or height width")
+    parser.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001)")
+    parser.add_argument("--iou", type=float, default=0.65, help="NMS IoU threshold (default 0.65)")
+    parser.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--out", help="write the metrics JSON here")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        if args.results:
+            if not args.ann:
+                raise ConfigError("--results needs --ann, the ground-truth annotation JSON")
+            metrics = evaluate_coco(args.ann, args.results, verbose=True)
+        else:
+            metrics = evaluate_checkpoint(args)
+        print()
+        print(format_per_class_table(metrics))
+        if args.out:
+            write_metrics_json(metrics, args.out)
+            print(f"metrics: {args.out}")
+        return 0
+
+    return run_tool(run, args.debug)
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> dict:
+    if not args.ckpt:
+        raise ConfigError("--ckpt is required (or --ann with --results to score a results file)")
+    cfg = load_config(args.config, args.set) if args.config else None
+    kwargs = dict(conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det)
+    if args.imgsz:
+        kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
+    predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
+    transform = EvalTransform(predictor.imgsz)
+    if args.ann or args.images:
+        if not (args.ann and args.images):
+            raise ConfigError("--ann and --images go together")
+        dataset = CocoDataset(args.ann, args.images, transform=transform)
+    elif cfg is not None and "val" in cfg.get("data", {}):
+        dataset = DATASETS.build(cfg["data"]["val"], "data.val", transform=transform)
+    else:
+        raise ConfigError("no evaluation set: give a CONFIG with data.val, or --ann and --images")
+    return evaluate_dataset(predictor, dataset, batch_size=args.batch, verbose=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
