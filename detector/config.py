@@ -14,13 +14,13 @@ import copy
 import difflib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from detector.fileio import atomic_write
 from detector.registry import ConfigError
 
 BASE_KEY = "_base_"
@@ -184,16 +184,4 @@ def load_config(
 
 def dump_config(cfg: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML, atomically (temp file + rename). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(dict(cfg), f, sort_keys=False, default_flow_style=None)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: yaml.safe_dump(dict(cfg), f, sort_keys=False, default_flow_style=None))

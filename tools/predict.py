@@ -15,6 +15,7 @@ import cv2
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.fileio import atomic_write_text
 from detector.inference import Predictor
 from detector.visualize import draw_detections
 
@@ -78,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(f"{path}: {len(det)} detections")
-        tmp = out / "detections.json.tmp"
-        tmp.write_text(json.dumps(records, indent=1))
-        tmp.replace(out / "detections.json")
+        atomic_write_text(out / "detections.json", json.dumps(records, indent=1))
         print(f"wrote {len(records)} images and detections.json to {out}")
         return 0
 

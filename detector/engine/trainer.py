@@ -26,6 +26,7 @@ from detector.engine.optim import build_optimizer
 from detector.engine.plots import plot_training_curves
 from detector.engine.schedulers import WarmupCosineLR
 from detector.engine.validate import evaluate_dataset
+from detector.fileio import atomic_write
 from detector.inference import Predictor
 from detector.models.detector import build_model
 from detector.registry import DATASETS, ConfigError
@@ -407,14 +408,14 @@ class Trainer:
 
     def _write_history(self) -> None:
         keys = ["epoch", "lr", *LOSS_KEYS, "images_per_s", "epoch_time", "mAP50_95", "mAP50"]
-        path = self.run_dir / "metrics.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+
+        def write(f: Any) -> None:
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
             for row in self.history:
                 writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in keys})
-        tmp.replace(path)
+
+        atomic_write(self.run_dir / "metrics.csv", write)
 
     def train(self) -> dict[str, Any]:
         """Run the remaining epochs; returns the last evaluation's metrics (or {})."""
