@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs="+", default=[320], help="image size, or height width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-objects", type=int, default=8, help="most shapes per image")
+    parser.add_argument("--min-size", type=float, default=8.0, help="smallest shape side in pixels (default 8)")
     parser.add_argument("--format", choices=["jpg", "png"], default="jpg", help="image file format")
     parser.add_argument("--force", action="store_true", help="regenerate even if the output exists")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
@@ -41,7 +42,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out / "images" / split)
         start = time.perf_counter()
         paths = generate_synthetic_coco(
-            out, args.train, args.val, size, seed=args.seed, max_objects=args.max_objects, image_format=args.format
+            out,
+            args.train,
+            args.val,
+            size,
+            seed=args.seed,
+            max_objects=args.max_objects,
+            min_size=args.min_size,
+            image_format=args.format,
         )
         elapsed = time.perf_counter() - start
         print(f"wrote {args.train} train + {args.val} val images in {elapsed:.1f} s")
