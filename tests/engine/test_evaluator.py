@@ -28,8 +28,7 @@ from detector.engine.evaluator import (
 @pytest.fixture(scope="module")
 def gt_path() -> str:
     path = shared_dir() / "data" / "tinycoco" / "annotations" / "instances_val2017.json"
-    if not path.is_file():
-        pytest.skip(f"tinycoco not found at {path}")
+    assert path.is_file(), f"tinycoco not found at {path}"
     return str(path)
 
 
