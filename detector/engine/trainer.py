@@ -172,6 +172,7 @@ class Trainer:
         self.best_map = -1.0
         self.bad_steps = 0
         self.skipped_steps = 0
+        self.augment_off = False
         self.history: list[dict[str, Any]] = self._read_history()
         if resume_path is not None:
             self._load_state(resume_path)
@@ -273,13 +274,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ train
     def _set_no_aug(self, epoch: int) -> None:
-        if self.no_aug_epochs and epoch == self.epochs - self.no_aug_epochs:
-            self.train_set.transform = self._train_transform(augment=False)
-            self.model.head.criterion.use_l1 = True
-            self.logger.info("epoch %d: augmentation off, L1 loss on", epoch + 1)
-        elif self.no_aug_epochs and epoch > self.epochs - self.no_aug_epochs:
-            self.train_set.transform = self._train_transform(augment=False)
-            self.model.head.criterion.use_l1 = True
+        """Switch augmentation off and the L1 loss on for the last ``no_aug_epochs`` epochs
+        (once, also when a resumed run starts inside them)."""
+        if self.augment_off or not self.no_aug_epochs or epoch < self.epochs - self.no_aug_epochs:
+            return
+        self.train_set.transform = self._train_transform(augment=False)
+        self.model.head.criterion.use_l1 = True
+        self.augment_off = True
+        self.logger.info("epoch %d: augmentation off, L1 loss on", epoch + 1)
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float] | None:
         """One optimiser step; returns the loss parts, or None when the step was skipped

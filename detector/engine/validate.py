@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from detector.data.loader import build_dataloader
@@ -34,6 +33,5 @@ def evaluate_dataset(
             image_ids.append(int(image_id))
             det = det.to("cpu")
             detections.append((det.boxes, det.scores, det.labels))
-    with torch.no_grad():
-        results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)
+    results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)
     return evaluate_coco(dataset.coco, results, class_names=dataset.class_names, image_ids=image_ids, verbose=verbose)

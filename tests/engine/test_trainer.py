@@ -120,8 +120,7 @@ def test_class_count_mismatch_is_reported(configs_dir, shapes, tmp_path):
         Trainer(cfg, device="cpu", progress=False)
 
 
-def test_unavailable_device_is_reported(configs_dir, shapes, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+def test_unavailable_device_is_reported(configs_dir, shapes, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"--device: 'cuda:0' requested but CUDA is not available"):
         Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cuda:0", progress=False)

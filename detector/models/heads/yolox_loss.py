@@ -57,9 +57,8 @@ class YOLOXLoss(nn.Module):
             # Non-finite outputs cannot be assigned; report NaN losses so that the trainer's
             # guard skips the step instead of the assigner failing on them.
             nan = flat_raw.sum() * float("nan")
-            return {k: nan if k == "loss" else nan.detach() for k in ("loss", "iou", "obj", "cls", "l1")} | {
-                "num_fg": torch.tensor(0.0)
-            }
+            parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
+            return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
         batch = flat_raw.shape[0]
         obj_logits = flat_raw[..., 4]
         cls_logits = flat_raw[..., 5:]
