@@ -21,7 +21,7 @@ install: $(INSTALLED)
 
 # The main job: generate the synthetic shapes set (once), train YOLOX-Nano on it, evaluate.
 demo: $(INSTALLED)
-	$(PY) tools/make_synthetic.py --out data/synthetic --size 192 --train 800 --val 100
+	$(PY) tools/make_synthetic.py --out data/synthetic --size 192 --train 800 --val 100 --min-size 12 --max-objects 12
 	$(PY) tools/train.py $(DEMO_CONFIG) --device cpu
 
 test: $(INSTALLED)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from detector.cli import run_tool
 from detector.data.synthetic import generate_synthetic_coco
+from detector.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         out = Path(args.out)
         anns = [out / "annotations" / f"instances_{split}.json" for split in ("train", "val")]
+        settings = {k: getattr(args, k) for k in ("train", "val", "size", "seed", "max_objects", "min_size", "format")}
+        settings_file = out / "generator.json"
         if all(a.exists() for a in anns) and not args.force:
-            print(f"{out} already holds a dataset ({anns[0].name}, {anns[1].name}); skipping (--force regenerates)")
-            return 0
+            previous = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+            if previous == settings:
+                print(f"{out} already holds this dataset ({settings_file}); skipping (--force regenerates)")
+                return 0
+            print(f"{out} holds a dataset made with other settings ({previous}); regenerating")
         # Stale images of a larger earlier run would sit beside the new ones; only our folders go.
         for split in ("train", "val"):
             if (out / "images" / split).is_dir():
@@ -52,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             image_format=args.format,
         )
         elapsed = time.perf_counter() - start
+        # Written last: a generation cut short leaves no settings file and is redone next time.
+        atomic_write_text(settings_file, json.dumps(settings))
         print(f"wrote {args.train} train + {args.val} val images in {elapsed:.1f} s")
         for key in ("train_images", "train_ann", "val_images", "val_ann"):
             print(f"  {key}: {paths[key]}")

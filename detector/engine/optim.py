@@ -33,9 +33,13 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], lr: float) -> torc
     groups = parameter_groups(model, weight_decay)
     if kind == "SGD":
         return torch.optim.SGD(
-            groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), nesterov=bool(cfg.get("nesterov", True))
+            groups,
+            lr=lr,
+            momentum=float(cfg.get("momentum", 0.9)),
+            nesterov=bool(cfg.get("nesterov", True)),
+            foreach=True,
         )
     if kind == "AdamW":
         betas = tuple(cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
     raise ConfigError(f"optimizer.type: unknown optimizer '{kind}'; expected one of {', '.join(OPTIMIZERS)}")

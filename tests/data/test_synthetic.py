@@ -89,3 +89,7 @@ def test_tool_writes_then_skips(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().out
     assert tool.main([*args[:3], "1", *args[4:], "--force"]) == 0
     assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["000000.jpg"]
+    # Other settings than the folder's were made with: regenerated, not silently reused.
+    assert tool.main([*args[:3], "1", *args[4:], "--min-size", "12"]) == 0
+    assert "made with other settings" in capsys.readouterr().out
+    assert json.loads((out / "generator.json").read_text())["min_size"] == 12.0

@@ -113,6 +113,30 @@ def test_non_finite_outputs_skip_the_step_and_keep_bn_statistics(configs_dir, sh
             assert torch.equal(value, trainer.model.state_dict()[name]), name
 
 
+def gradient_norm_at_step(trainer, batch):
+    seen = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        seen.append(
+            float(torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters() if p.grad is not None]))
+        )
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    assert trainer.train_step(batch) is not None
+    return seen[0]
+
+
+def test_clip_grad_bounds_the_gradient_norm(configs_dir, shapes, tmp_path):
+    free = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False, run_dir=tmp_path / "a")
+    batch = next(iter(free.loader))
+    unclipped = gradient_norm_at_step(free, batch)
+    clipped_cfg = make_cfg(configs_dir, shapes, tmp_path, clip_grad=unclipped / 4)
+    clipped = Trainer(clipped_cfg, device="cpu", progress=False, run_dir=tmp_path / "b")
+    assert gradient_norm_at_step(clipped, batch) == pytest.approx(unclipped / 4, rel=1e-3)
+
+
 def test_class_count_mismatch_is_reported(configs_dir, shapes, tmp_path):
     cfg = make_cfg(configs_dir, shapes, tmp_path)
     cfg["model"]["head"]["num_classes"] = 80
