@@ -21,6 +21,7 @@ from detector.data.coco import CocoDataset
 from detector.data.loader import build_dataloader
 from detector.data.synthetic import generate_synthetic_coco
 from detector.data.transforms import TrainTransform
+from detector.engine.allocator import keep_freed_memory
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
 
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the trainer does
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for size in sorted({c[1] for c in CASES}):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from detector.assigners.base import BACKGROUND, Assigner
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.ops.priors import prior_centers
 from detector.registry import ASSIGNERS
@@ -167,40 +168,41 @@ def assign_simota(
 
 
 @ASSIGNERS.register()
-class SimOTAAssigner:
-    """Callable wrapper of ``assign_simota`` holding its hyper-parameters (for configs)."""
+class SimOTAAssigner(Assigner):
+    """SimOTA as an ``Assigner`` (``assign_simota`` per image), for heads with or without
+    objectness: without it the classification probabilities alone enter the cost."""
+
+    uses_predictions = True
 
     def __init__(self, center_radius: float = 1.5, iou_weight: float = 3.0, candidate_topk: int = 10) -> None:
         self.center_radius = center_radius
         self.iou_weight = iou_weight
         self.candidate_topk = candidate_topk
 
-    def __call__(
+    def match_image(
         self,
-        gt_boxes: Tensor,
-        gt_labels: Tensor,
+        priors: Tensor,
         pred_boxes: Tensor,
         cls_logits: Tensor,
-        obj_logits: Tensor,
-        priors: Tensor,
-        num_classes: int,
-    ) -> SimOTAResult:
-        """Arguments as in ``assign_simota``."""
-        return assign_simota(
+        obj_logits: Tensor | None,
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
+    ) -> Tensor:
+        if obj_logits is None:
+            # sigmoid(+inf) = 1: the cost then uses sqrt(class probability), as YOLOX without objectness.
+            obj_logits = torch.full_like(pred_boxes[:, 0], float("inf"))
+        result = assign_simota(
             gt_boxes,
             gt_labels,
             pred_boxes,
             cls_logits,
             obj_logits,
             priors,
-            num_classes,
+            cls_logits.shape[-1],
             center_radius=self.center_radius,
             iou_weight=self.iou_weight,
             candidate_topk=self.candidate_topk,
         )
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(center_radius={self.center_radius}, iou_weight={self.iou_weight}, "
-            f"candidate_topk={self.candidate_topk})"
-        )
+        gt_inds = torch.full_like(result.fg_mask, BACKGROUND, dtype=torch.long)
+        gt_inds[result.fg_mask] = result.matched_gt_inds
+        return gt_inds

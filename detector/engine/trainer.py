@@ -19,6 +19,7 @@ from tqdm import tqdm
 from detector.config import dump_config
 from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.transforms import EvalTransform, TrainTransform
+from detector.engine.allocator import keep_freed_memory
 from detector.engine.checkpoint import load_checkpoint, save_checkpoint
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
@@ -108,6 +109,8 @@ class Trainer:
         self.train_cfg = self.cfg.get("train", {})
         self.data_cfg = self.cfg.get("data", {})
         self.device = resolve_device(device)
+        if self.device.type == "cpu" and self.train_cfg.get("keep_freed_memory", True):
+            keep_freed_memory()
         self.progress = progress
         self.epochs = int(self.train_cfg.get("epochs", 100))
         self.batch_size = int(self.data_cfg.get("batch_size", 16))

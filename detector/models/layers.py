@@ -14,7 +14,7 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
 
 ACTIVATIONS = {
-    "silu": lambda: nn.SiLU(inplace=True),
+    "silu": nn.SiLU,
     "relu": lambda: nn.ReLU(inplace=True),
     "lrelu": lambda: nn.LeakyReLU(0.1, inplace=True),
     "identity": nn.Identity,

@@ -57,3 +57,17 @@ def decode_yolox_boxes(box_raw: torch.Tensor, priors: torch.Tensor) -> torch.Ten
     xy = (box_raw[..., :2] + grid) * stride
     wh = torch.exp(box_raw[..., 2:4]) * stride
     return torch.cat((xy, wh), dim=-1)
+
+
+def decode_yolov5_boxes(box_raw: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """YOLOv5 box decoding: ``[..., P, 4]`` raw (tx, ty, tw, th) -> (cx, cy, w, h) input pixels.
+
+    cx = (2 sigmoid(tx) - 0.5 + grid_x) * stride, w = (2 sigmoid(tw))^2 * anchor_w: centres stay
+    within 1.5 cells of the cell's corner and sizes within 4x the anchor.
+    """
+    grid = priors[:, :2]
+    stride = priors[:, 2:3]
+    anchor = priors[:, 3:5]
+    xy = box_raw[..., :2].sigmoid()
+    wh = box_raw[..., 2:4].sigmoid()
+    return torch.cat(((xy * 2 - 0.5 + grid) * stride, (wh * 2) ** 2 * anchor), dim=-1)

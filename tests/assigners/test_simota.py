@@ -71,10 +71,22 @@ def test_registered_assigner_delegates(oracle):
     args = case_arguments(oracle[3])
     assigner = ASSIGNERS.build({"type": "SimOTAAssigner", "center_radius": 2.5})
     assert isinstance(assigner, SimOTAAssigner)
-    result = assigner(**args)
+    num_gt = args["gt_boxes"].shape[0]
+    result = assigner(
+        args["priors"],
+        args["pred_boxes"][None],
+        args["cls_logits"][None],
+        args["obj_logits"][None, :, 0],
+        args["gt_boxes"][None],
+        args["gt_labels"][None],
+        torch.ones(1, num_gt, dtype=torch.bool),
+    )
     expected = assign_simota(**args, center_radius=2.5)
-    assert torch.equal(result.fg_mask, expected.fg_mask)
-    assert torch.equal(result.matched_gt_inds, expected.matched_gt_inds)
+    assert torch.equal(result.fg_mask[0], expected.fg_mask)
+    assert torch.equal(result.gt_inds[0][expected.fg_mask], expected.matched_gt_inds)
+    assert torch.equal(result.labels[0][expected.fg_mask], expected.matched_labels)
+    # The IoU quality is recomputed per pair with the same arithmetic: bit-equal.
+    assert torch.equal(result.quality[0][expected.fg_mask], expected.matched_ious)
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ def test_steps_on_one_batch_lower_the_loss(configs_dir, shapes, tmp_path):
     trainer.scheduler.step(10**6)  # the floor lr, no warm-up
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.02
-    losses = [trainer.train_step(batch)["loss"] for _ in range(20)]
-    assert sum(losses[-3:]) / 3 < 0.8 * losses[0], losses
+    losses = [trainer.train_step(batch)["loss"] for _ in range(40)]
+    assert sum(losses[-3:]) / 3 < 0.75 * losses[0], losses
 
 
 def test_run_folder_contents(configs_dir, shapes, tmp_path):

@@ -1,23 +1,46 @@
-"""YOLOX training loss: SimOTA assignment, then IoU-aware classification, objectness,
-box IoU (weighted 5.0) and optional L1 losses, each normalised by the number of positives."""
+"""YOLOX training loss: label assignment (SimOTA by default, any ``Assigner`` by config), then
+IoU-aware classification, objectness, box IoU (weighted 5.0) and optional L1 losses, each
+normalised by the number of positives."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detector.assigners.simota import assign_simota
+from detector.assigners.base import Assigner, pad_targets
 from detector.losses.iou import iou_loss, yolox_iou_loss
-from detector.ops.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from detector.ops.boxes import cxcywh_to_xyxy
+from detector.registry import ASSIGNERS, LOSSES
 
 
+def build_assigner(cfg: Mapping[str, Any] | Assigner | None, path: str = "assigner") -> Assigner:
+    """An ``Assigner`` from its config (SimOTA with YOLOX's settings when ``cfg`` is None)."""
+    if isinstance(cfg, Assigner):
+        return cfg
+    return ASSIGNERS.build(cfg or {"type": "SimOTAAssigner"}, path)
+
+
+def build_cls_loss(cfg: Mapping[str, Any] | None, path: str = "cls_loss") -> nn.Module:
+    """A classification loss from its config, summed (normalisation is the caller's)."""
+    cfg = dict(cfg or {"type": "BCEWithLogitsLoss"})
+    cfg["reduction"] = "sum"
+    return LOSSES.build(cfg, path)
+
+
+@LOSSES.register()
 class YOLOXLoss(nn.Module):
     """Loss of an anchor-free YOLOX head.
 
     ``iou_type`` is ``"iou"`` (YOLOX's 1 - IoU², its default), ``"giou"``, ``"diou"`` or
     ``"ciou"``. The L1 loss on raw box outputs is added when ``use_l1`` is set (YOLOX turns it
-    on for the last, no-augmentation epochs).
+    on for the last, no-augmentation epochs). ``assigner`` is an assigner config (default
+    ``{type: SimOTAAssigner}``); ``cls_loss`` a classification loss config (default
+    ``{type: BCEWithLogitsLoss}``, YOLOX's: positives only with the IoU as target; ``FocalLoss``,
+    ``QualityFocalLoss`` and ``VarifocalLoss`` are summed over all priors).
     """
 
     def __init__(
@@ -26,7 +49,8 @@ class YOLOXLoss(nn.Module):
         iou_type: str = "iou",
         box_weight: float = 5.0,
         use_l1: bool = False,
-        center_radius: float = 1.5,
+        assigner: Mapping[str, Any] | Assigner | None = None,
+        cls_loss: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if iou_type not in ("iou", "giou", "diou", "ciou"):
@@ -35,7 +59,8 @@ class YOLOXLoss(nn.Module):
         self.iou_type = iou_type
         self.box_weight = box_weight
         self.use_l1 = use_l1
-        self.center_radius = center_radius
+        self.assigner = build_assigner(assigner)
+        self.cls_loss = build_cls_loss(cls_loss)
 
     def box_loss(self, pred_cxcywh: torch.Tensor, target_cxcywh: torch.Tensor) -> torch.Tensor:
         if self.iou_type in ("iou", "giou"):
@@ -59,62 +84,43 @@ class YOLOXLoss(nn.Module):
             nan = flat_raw.sum() * float("nan")
             parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
             return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
-        batch = flat_raw.shape[0]
         obj_logits = flat_raw[..., 4]
         cls_logits = flat_raw[..., 5:]
-        obj_targets = torch.zeros_like(obj_logits)
-        fg_masks, cls_targets, box_targets, l1_targets = [], [], [], []
-        total_fg = 0
-        image_index = targets[:, 0].long()
-        for b in range(batch):
-            gt = targets[image_index == b]
-            if gt.shape[0] == 0:
-                fg_masks.append(torch.zeros_like(obj_logits[b], dtype=torch.bool))
-                continue
-            gt_boxes = xyxy_to_cxcywh(gt[:, 2:6].float())
-            gt_labels = gt[:, 1].long()
-            with torch.no_grad():
-                result = assign_simota(
-                    gt_boxes,
-                    gt_labels,
-                    pred_boxes[b].detach().float(),
-                    cls_logits[b].detach().float(),
-                    obj_logits[b].detach().float(),
-                    priors,
-                    self.num_classes,
-                    center_radius=self.center_radius,
-                )
-            fg = result.fg_mask
-            fg_masks.append(fg)
-            total_fg += int(result.num_fg)
-            obj_targets[b, fg] = 1.0
-            # IoU-aware classification target: the class one-hot scaled by the prediction's IoU.
-            cls_targets.append(
-                F.one_hot(result.matched_labels, self.num_classes).float() * result.matched_ious[:, None]
-            )
-            matched = gt_boxes[result.matched_gt_inds]
-            box_targets.append(matched)
-            if self.use_l1:
-                fg_priors = priors[fg]
-                stride = fg_priors[:, 2:3]
-                xy = matched[:, :2] / stride - fg_priors[:, :2]
-                wh = torch.log(matched[:, 2:4] / stride + 1e-8)
-                l1_targets.append(torch.cat((xy, wh), dim=1))
-
-        fg_mask = torch.stack(fg_masks)
+        gt_boxes, gt_labels, gt_mask = pad_targets(targets, flat_raw.shape[0])
+        result = self.assigner(
+            priors, pred_boxes.detach(), cls_logits.detach(), obj_logits.detach(), gt_boxes, gt_labels, gt_mask
+        )
+        fg = result.fg_mask
+        valid = ~result.ignore_mask
+        total_fg = result.num_fg
         num_fg = max(total_fg, 1)
         zero = flat_raw.new_zeros(())  # the total stays connected to the graph through loss_obj
-        loss_obj = F.binary_cross_entropy_with_logits(obj_logits, obj_targets, reduction="sum") / num_fg
-        if cls_targets:
-            loss_cls = (
-                F.binary_cross_entropy_with_logits(cls_logits[fg_mask], torch.cat(cls_targets), reduction="sum")
-                / num_fg
-            )
-            loss_iou = self.box_loss(pred_boxes[fg_mask], torch.cat(box_targets)).sum() / num_fg
+        loss_obj = F.binary_cross_entropy_with_logits(obj_logits[valid], fg[valid].float(), reduction="sum") / num_fg
+
+        cls_targets = F.one_hot(result.labels[fg], self.num_classes).float()
+        if self.cls_loss.soft_targets:
+            # IoU-aware classification target: the class one-hot scaled by the prediction's IoU.
+            cls_targets = cls_targets * result.quality[fg][:, None]
+        if self.cls_loss.dense:
+            dense_targets = torch.zeros_like(cls_logits, dtype=torch.float32)
+            dense_targets[fg] = cls_targets
+            loss_cls = self.cls_loss(cls_logits[valid], dense_targets[valid]) / num_fg
+        elif total_fg:
+            loss_cls = self.cls_loss(cls_logits[fg], cls_targets) / num_fg
         else:
-            loss_cls = loss_iou = zero
-        if self.use_l1 and l1_targets:
-            loss_l1 = F.l1_loss(flat_raw[..., :4][fg_mask], torch.cat(l1_targets), reduction="sum") / num_fg
+            loss_cls = zero
+
+        if total_fg:
+            box_targets = result.boxes[fg]
+            loss_iou = self.box_loss(pred_boxes[fg], box_targets).sum() / num_fg
+        else:
+            loss_iou = zero
+        if self.use_l1 and total_fg:
+            fg_priors = priors[None].expand(fg.shape[0], -1, -1)[fg]
+            stride = fg_priors[:, 2:3]
+            xy = box_targets[:, :2] / stride - fg_priors[:, :2]
+            wh = torch.log(box_targets[:, 2:4] / stride + 1e-8)
+            loss_l1 = F.l1_loss(flat_raw[..., :4][fg], torch.cat((xy, wh), dim=1), reduction="sum") / num_fg
         else:
             loss_l1 = zero
         total = self.box_weight * loss_iou + loss_obj + loss_cls + loss_l1
