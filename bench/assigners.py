@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
 #: name, assigner, anchor-based, config overrides turning the YOLOX-Nano recipe into this variant.
 VARIANTS = [
-    ("SimOTA", SimOTAAssigner(), False, []),
+    ("SimOTA", SimOTAAssigner(), False, ["model.head.loss.assigner={type: SimOTAAssigner}"]),
     ("ATSS", ATSSAssigner(), False, ["model.head.loss.assigner={type: ATSSAssigner, topk: 9, anchor_scale: 5.0}"]),
     (
         "YOLOv5",

@@ -94,7 +94,7 @@ def test_training_steps_lower_the_loss(configs_dir, overrides, loss_type):
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["model.head.loss.assigner={type: ATSSAssigner}"],
+        ["model.head.loss.assigner={type: SimOTAAssigner}"],
         ["model.head.loss.cls_loss={type: VarifocalLoss}"],
         ["model.head.loss.cls_loss={type: QualityFocalLoss}", "model.head.loss.assigner={type: ATSSAssigner}"],
     ],
@@ -124,7 +124,8 @@ def test_bad_anchor_configs_are_named(configs_dir):
         ("yolox_s.yaml", "SimOTAAssigner", YOLOXLoss, None),
         ("yolox_s_atss.yaml", "ATSSAssigner", YOLOXLoss, None),
         ("yolov5_s_style.yaml", "YOLOv5Assigner", YOLOv5Loss, 3),
-        ("yolox_nano_atss_shapes.yaml", "ATSSAssigner", YOLOXLoss, None),
+        ("yolox_nano_shapes.yaml", "ATSSAssigner", YOLOXLoss, None),
+        ("yolox_nano_simota_shapes.yaml", "SimOTAAssigner", YOLOXLoss, None),
         ("yolov5_nano_style_shapes.yaml", "YOLOv5Assigner", YOLOv5Loss, 3),
     ],
 )

@@ -2,8 +2,10 @@
 (clamped, detached) CIoU as target balanced per level, and BCE classification on positives.
 
 Gains follow YOLOv5's defaults (hyp.scratch-low): box 0.05, obj 1.0, cls 0.5, scaled as YOLOv5
-scales them (3 / levels; cls by classes / 80; obj by (input size / 640)^2), and the total is
-multiplied by the batch size, so the optimiser settings of YOLOv5 recipes carry over.
+scales them (3 / levels; cls by classes / 80; obj by (input size / 640)^2). YOLOv5 multiplies
+the total by the batch size and always steps at a nominal batch of 64 (accumulating smaller
+batches); this trainer instead scales the learning rate linearly with the batch, so the total
+is multiplied by ``loss_scale`` = 64 at every batch size, which gives YOLOv5's step per image.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class YOLOv5Loss(nn.Module):
         balance: Sequence[float] = (4.0, 1.0, 0.4),
         iou_type: str = "ciou",
         label_smoothing: float = 0.0,
+        loss_scale: float = 64.0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -55,6 +58,7 @@ class YOLOv5Loss(nn.Module):
         self.balance = [float(b) for b in balance]
         self.iou_type = iou_type
         self.label_smoothing = label_smoothing
+        self.loss_scale = loss_scale
 
     def forward(
         self, flat_raw: torch.Tensor, pred_boxes: torch.Tensor, priors: torch.Tensor, targets: torch.Tensor
@@ -119,7 +123,7 @@ class YOLOv5Loss(nn.Module):
         obj = self.obj_weight * levels_scale * (input_size / 640) ** 2 * loss_obj
         cls = self.cls_weight * levels_scale * self.num_classes / 80 * loss_cls
         return {
-            "loss": (box + obj + cls) * batch,
+            "loss": (box + obj + cls) * self.loss_scale,
             "iou": box.detach(),
             "obj": obj.detach(),
             "cls": cls.detach(),
