@@ -9,7 +9,7 @@ matching (anchor-based head with YOLOv5's loss).
    seed, on the generated shapes set (the demo recipe) and on tinycoco (the memorisation
    recipe, scored on its training images), mAP by pycocotools.
 
-    python bench/assigners.py [--shapes-epochs 16] [--tinycoco-epochs 200] [--skip-training]
+    python bench/assigners.py [--shapes-epochs 16] [--tinycoco-epochs 200] [--skip-training] [--only NAME ...]
 
 An epoch count of 0 skips that data set.
 
@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--shapes-epochs", type=int, default=16)
     parser.add_argument("--tinycoco-epochs", type=int, default=200)
     parser.add_argument("--skip-training", action="store_true", help="only the assignment cost and step share")
+    parser.add_argument("--only", nargs="*", default=None, help="train only these variants (SimOTA, ATSS, YOLOv5)")
     args = parser.parse_args()
     keep_freed_memory()
 
@@ -162,6 +163,8 @@ def main() -> None:
         return
     rows = []
     for name, _, _, overrides in VARIANTS:
+        if args.only and name not in args.only:
+            continue
         for label, config, epochs in (
             ("shapes (demo recipe)", "yolox_nano_shapes.yaml", args.shapes_epochs),
             ("tinycoco train (memorisation)", "yolox_nano_tinycoco.yaml", args.tinycoco_epochs),
