@@ -186,12 +186,12 @@ class YOLOv5Assigner(Assigner):
             return gt_inds
         # Resolve priors matched more than once: highest prediction IoU first, then the first row.
         ious = paired_iou_cxcywh(pred_boxes[rows_image, rows_prior], gt_boxes[rows_image, rows_gt])
+        keys = rows_image * num_priors + rows_prior
         order = torch.argsort(ious, descending=True, stable=True)
-        key = (rows_image * num_priors + rows_prior)[order]
-        order = order[torch.argsort(key, stable=True)]
-        key = rows_image[order] * num_priors + rows_prior[order]
-        first = torch.ones_like(key, dtype=torch.bool)
-        first[1:] = key[1:] != key[:-1]
+        order = order[torch.argsort(keys[order], stable=True)]
+        sorted_keys = keys[order]
+        first = torch.ones_like(sorted_keys, dtype=torch.bool)
+        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
         keep = order[first]
         gt_inds[rows_image[keep], rows_prior[keep]] = rows_gt[keep]
         return gt_inds

@@ -20,7 +20,7 @@ from torch import nn
 from detector.assigners.atss import level_sizes
 from detector.assigners.base import Assigner, pad_targets
 from detector.losses.iou import aligned_iou
-from detector.models.heads.yolox_loss import build_assigner, build_cls_loss
+from detector.models.heads.yolox_loss import build_assigner, build_cls_loss, nan_losses
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.registry import LOSSES
 
@@ -66,9 +66,7 @@ class YOLOv5Loss(nn.Module):
         """Losses for one batch; arguments and returned keys as ``YOLOXLoss`` (``iou`` is the box
         loss, ``l1`` always 0)."""
         if not torch.isfinite(flat_raw).all():
-            nan = flat_raw.sum() * float("nan")
-            parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
-            return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
+            return nan_losses(flat_raw)
         batch = flat_raw.shape[0]
         obj_logits = flat_raw[..., 4]
         cls_logits = flat_raw[..., 5:]

@@ -24,6 +24,16 @@ def build_assigner(cfg: Mapping[str, Any] | Assigner | None, path: str = "assign
     return ASSIGNERS.build(cfg or {"type": "SimOTAAssigner"}, path)
 
 
+def nan_losses(flat_raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss dict of a batch whose outputs are not finite: NaN parts, no positives.
+
+    Non-finite outputs cannot be assigned; NaN losses make the trainer's guard skip the step
+    instead of the assigner failing on them."""
+    nan = flat_raw.sum() * float("nan")
+    parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
+    return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
+
+
 def build_cls_loss(cfg: Mapping[str, Any] | None, path: str = "cls_loss") -> nn.Module:
     """A classification loss from its config, summed (normalisation is the caller's)."""
     cfg = dict(cfg or {"type": "BCEWithLogitsLoss"})
@@ -79,11 +89,7 @@ class YOLOXLoss(nn.Module):
         and ``num_fg``.
         """
         if not torch.isfinite(flat_raw).all():
-            # Non-finite outputs cannot be assigned; report NaN losses so that the trainer's
-            # guard skips the step instead of the assigner failing on them.
-            nan = flat_raw.sum() * float("nan")
-            parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
-            return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
+            return nan_losses(flat_raw)
         obj_logits = flat_raw[..., 4]
         cls_logits = flat_raw[..., 5:]
         gt_boxes, gt_labels, gt_mask = pad_targets(targets, flat_raw.shape[0])
