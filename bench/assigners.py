@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 
 from detector import build_model, load_config
+from detector.allocator import keep_freed_memory
 from detector.assigners import ATSSAssigner, SimOTAAssigner, YOLOv5Assigner, pad_targets
 from detector.assigners.base import Assigner
 from detector.data.coco import CocoDataset
 from detector.data.loader import build_dataloader
 from detector.data.synthetic import generate_synthetic_coco
 from detector.data.transforms import TrainTransform
-from detector.engine.allocator import keep_freed_memory
 from detector.engine.trainer import Trainer
 from detector.ops.priors import make_priors
 

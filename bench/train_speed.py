@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from detector import build_model, load_config
+from detector.allocator import keep_freed_memory
 from detector.data.coco import CocoDataset
 from detector.data.loader import build_dataloader
 from detector.data.synthetic import generate_synthetic_coco
 from detector.data.transforms import TrainTransform
-from detector.engine.allocator import keep_freed_memory
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
 

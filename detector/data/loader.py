@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from detector.allocator import release_freed_memory
 from detector.data.coco import Sample
 
 
@@ -47,7 +48,7 @@ def collate_detection(samples: Sequence[Sample]) -> dict[str, Any]:
 
 
 def reseed_dataset(dataset: Any, seed: int, _seen: set[int] | None = None) -> None:
-    """Call ``reseed(seed)`` on the transforms reachable from ``dataset``.
+    """Call ``reseed(seed)`` on ``dataset`` and the transforms reachable from it (where they have one).
 
     Follows ``transform``, ``dataset`` (Subset, mixing wrappers) and ``datasets`` (ConcatDataset).
     """
@@ -55,6 +56,9 @@ def reseed_dataset(dataset: Any, seed: int, _seen: set[int] | None = None) -> No
     if dataset is None or id(dataset) in seen:
         return
     seen.add(id(dataset))
+    own_reseed = getattr(dataset, "reseed", None)
+    if callable(own_reseed):  # mixing wrappers keep a random stream of their own
+        own_reseed(seed)
     transform = getattr(dataset, "transform", None)
     if transform is not None and id(transform) not in seen:
         seen.add(id(transform))
@@ -80,6 +84,24 @@ def seed_worker(worker_id: int) -> None:
         reseed_dataset(info.dataset, seed)
 
 
+class WorkerCollate:
+    """``collate_detection`` that, inside a loader worker, returns freed heap memory to the OS
+    every ``release_every`` batches, so long runs keep workers at a flat size (see
+    ``detector.allocator``). The main process keeps its memory, as training wants."""
+
+    def __init__(self, release_every: int = 8) -> None:
+        self.release_every = release_every
+        self.batches = 0
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        batch = collate_detection(samples)
+        if self.release_every and torch.utils.data.get_worker_info() is not None:
+            self.batches += 1
+            if self.batches % self.release_every == 0:
+                release_freed_memory()
+        return batch
+
+
 def build_dataloader(
     dataset: Dataset,
     batch_size: int,
@@ -88,8 +110,12 @@ def build_dataloader(
     pin_memory: bool = False,
     drop_last: bool = False,
     seed: int = 0,
+    sampler: Sampler | None = None,
+    prefetch_factor: int | None = None,
 ) -> DataLoader:
-    """A DataLoader with ``collate_detection``, a seeded shuffle and seeded augmentation.
+    """A DataLoader with ``collate_detection`` (``WorkerCollate``), a seeded shuffle and seeded
+    augmentation. ``sampler`` replaces the shuffle (e.g. a ``DistributedSampler``);
+    ``prefetch_factor`` is batches loaded ahead per worker (PyTorch's default 2 when None).
 
     With ``num_workers=0`` the dataset's transforms are reseeded from ``seed`` here, once
     (so building the loader twice with one seed gives the same batches).
@@ -101,11 +127,13 @@ def build_dataloader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=num_workers,
+        prefetch_factor=prefetch_factor if num_workers else None,
         pin_memory=pin_memory,
         drop_last=drop_last,
-        collate_fn=collate_detection,
+        collate_fn=WorkerCollate(),
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=False,

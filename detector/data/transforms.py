@@ -24,7 +24,8 @@ from detector.registry import TRANSFORMS, ConfigError, check_arguments
 Size = int | tuple[int, int] | Sequence[int]
 
 
-def _hw(size: Size) -> tuple[int, int]:
+def to_hw(size: Size) -> tuple[int, int]:
+    """``(h, w)`` of an int or ``(h, w)`` size."""
     if isinstance(size, int):
         return size, size
     h, w = (int(v) for v in size)
@@ -37,7 +38,7 @@ def letterbox(image: np.ndarray, size: Size, pad_value: int = 114) -> tuple[np.n
     The scale is ``r = min(h_t / h, w_t / w)``; the resized image (``int(w * r)`` x ``int(h * r)``,
     bilinear) sits at the top-left of a ``pad_value`` canvas. Returns ``(canvas, r)``.
     """
-    th, tw = _hw(size)
+    th, tw = to_hw(size)
     h, w = image.shape[:2]
     r = min(th / h, tw / w)
     nw, nh = max(1, int(w * r)), max(1, int(h * r))
@@ -138,7 +139,7 @@ class TrainTransform:
         pad_value: int = 114,
         seed: int | None = None,
     ) -> None:
-        self.imgsz = _hw(imgsz)
+        self.imgsz = to_hw(imgsz)
         self.min_box_size = float(min_box_size)
         self.pad_value = pad_value
         if augmentations is None or isinstance(augmentations, A.Compose):
@@ -184,7 +185,7 @@ class EvalTransform:
     """Letterbox to ``imgsz`` and scale the boxes by the same ratio (no box is dropped)."""
 
     def __init__(self, imgsz: Size, pad_value: int = 114) -> None:
-        self.imgsz = _hw(imgsz)
+        self.imgsz = to_hw(imgsz)
         self.pad_value = pad_value
 
     def __call__(self, sample: Sample) -> Sample:

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from detector.allocator import keep_freed_memory
 from detector.config import dump_config
 from detector.data.loader import build_dataloader, reseed_dataset
-from detector.data.transforms import EvalTransform, TrainTransform
-from detector.engine.allocator import keep_freed_memory
+from detector.data.mix_dataset import MixDataset, build_train_dataset, train_transform
+from detector.data.transforms import EvalTransform
 from detector.engine.checkpoint import load_checkpoint, save_checkpoint
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
@@ -135,7 +136,7 @@ class Trainer:
         self.logger = self._make_logger()
 
         seed_everything(self.seed)
-        self.train_set = self._build_dataset("train", self._train_transform(augment=True))
+        self.train_set = build_train_dataset(self.data_cfg, augment=True, seed=self.seed)
         self.val_set = self._build_dataset("val", EvalTransform(self.imgsz)) if "val" in self.data_cfg else None
         self._check_classes()
         # Channels-last lets oneDNN/cuDNN pick faster convolution kernels (about 1.5x here on CPU).
@@ -149,7 +150,7 @@ class Trainer:
             batch_size=self.batch_size,
             shuffle=True,
             num_workers=int(self.data_cfg.get("num_workers", 0)),
-            pin_memory=self.device.type == "cuda",
+            pin_memory=bool(self.data_cfg.get("pin_memory", True)) and self.device.type == "cuda",
             drop_last=len(self.train_set) >= self.batch_size,
             seed=self.seed,
         )
@@ -219,13 +220,6 @@ class Trainer:
             raise ConfigError(f"data.{split}: missing; expected a dataset config with a 'type'")
         return DATASETS.build(self.data_cfg[split], f"data.{split}", transform=transform)
 
-    def _train_transform(self, augment: bool) -> TrainTransform:
-        return TrainTransform(
-            self.imgsz,
-            self.data_cfg.get("augment") if augment else None,
-            min_box_size=float(self.data_cfg.get("min_box_size", 2.0)),
-        )
-
     def _check_classes(self) -> None:
         head_classes = self.cfg["model"]["head"].get("num_classes")
         if head_classes != self.train_set.num_classes:
@@ -283,10 +277,12 @@ class Trainer:
         (once, also when a resumed run starts inside them)."""
         if self.augment_off or not self.no_aug_epochs or epoch < self.epochs - self.no_aug_epochs:
             return
-        self.train_set.transform = self._train_transform(augment=False)
+        self.train_set.transform = train_transform(self.data_cfg, augment=False)
+        if isinstance(self.train_set, MixDataset):
+            self.train_set.mixing = False
         self.model.head.criterion.use_l1 = True
         self.augment_off = True
-        self.logger.info("epoch %d: augmentation off, L1 loss on", epoch + 1)
+        self.logger.info("epoch %d: augmentation (mosaic, mixup, albumentations) off, L1 loss on", epoch + 1)
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float] | None:
         """One optimiser step; returns the loss parts, or None when the step was skipped

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from detector.data import loader as loader_module
 from detector.data.loader import build_dataloader, collate_detection
 from detector.data.transforms import TrainTransform
 
@@ -92,3 +93,17 @@ def test_workers_get_different_augmentation_streams():
     # augmentation seed would make their boxes equal.
     boxes = [b["targets"][:, 2:] for b in loader]
     assert not torch.equal(boxes[0], boxes[1])
+
+
+def test_worker_collate_releases_memory_every_few_batches_in_workers_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(loader_module, "release_freed_memory", lambda: calls.append(1) or True)
+    samples = [_sample(0, 1)]
+    collate = loader_module.WorkerCollate(release_every=3)
+    for _ in range(7):
+        batch = collate(samples)
+    assert calls == [] and batch["images"].shape[0] == 1  # the main process keeps its memory
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
+    for _ in range(7):
+        collate(samples)
+    assert len(calls) == 2

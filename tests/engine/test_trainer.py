@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detector.config import load_config
+from detector.data.mix_dataset import MixDataset
 from detector.data.synthetic import generate_synthetic_coco
 from detector.engine.checkpoint import load_checkpoint
 from detector.engine.trainer import Trainer, TrainingError
@@ -148,3 +149,20 @@ def test_unavailable_device_is_reported(configs_dir, shapes, tmp_path, monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"--device: 'cuda:0' requested but CUDA is not available"):
         Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cuda:0", progress=False)
+
+
+def test_mosaic_training_switches_mixing_off_for_the_no_aug_epochs(configs_dir, shapes, tmp_path):
+    cfg = make_cfg(configs_dir, shapes, tmp_path, epochs=2, no_aug_epochs=1, eval_interval=10)
+    cfg["data"]["mix"] = {"mosaic_prob": 1.0, "mixup_prob": 1.0, "scale": [0.5, 1.5]}
+    trainer = Trainer(cfg, device="cpu", progress=False)
+    assert isinstance(trainer.train_set, MixDataset) and trainer.train_set.mixing
+    trainer.run_epoch()
+    assert trainer.train_set.mixing and trainer.train_set.transform.pipeline is not None
+    assert trainer.history[-1]["loss"] > 0 and not trainer.model.head.criterion.use_l1
+    batch = next(iter(trainer.loader))
+    assert batch["images"].shape[-2:] == (96, 96)
+    trainer.run_epoch()
+    assert not trainer.train_set.mixing and trainer.train_set.transform.pipeline is None
+    assert trainer.model.head.criterion.use_l1
+    log = (trainer.run_dir / "train.log").read_text()
+    assert "epoch 2: augmentation (mosaic, mixup, albumentations) off, L1 loss on" in log

@@ -4,8 +4,8 @@ import ctypes.util
 import pytest
 import torch
 
-from detector.engine import allocator
-from detector.engine.allocator import keep_freed_memory
+from detector import allocator
+from detector.allocator import keep_freed_memory, release_freed_memory
 
 
 class MallInfo2(ctypes.Structure):
@@ -48,3 +48,24 @@ def test_missing_c_library_reports_false(monkeypatch):
 
     monkeypatch.setattr(allocator.ctypes, "CDLL", no_library)
     assert keep_freed_memory() is False
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_release_freed_memory_gives_kept_memory_back():
+    glibc_mallinfo2()  # skips where this is not glibc
+    assert keep_freed_memory() is True
+    size = 200 * 1024 * 1024
+    block = torch.ones(size // 4)  # touched, so resident
+    del block
+    kept = rss_bytes()
+    assert release_freed_memory() is True
+    assert rss_bytes() < kept - size // 2
+
+
+def test_release_without_malloc_trim_reports_false(monkeypatch):
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: object())
+    assert release_freed_memory() is False
