@@ -15,6 +15,8 @@ $(PY):
 $(INSTALLED): $(PY) requirements.txt setup.py pyproject.toml
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install -e ".[dev]"
+	# HOTA (TrackEval) without the GUI OpenCV it asks for: see setup.py.
+	$(PY) -m pip install --no-deps "trackeval==1.3.0" "tabulate>=0.9"
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -22,7 +22,11 @@ setup(
         "pycocotools>=2.0.7",
         "scipy>=1.10",
         "matplotlib>=3.7",
+        "motmetrics>=1.4.0",
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    # HOTA: TrackEval asks for opencv-python, whose cv2 would overwrite opencv-python-headless's,
+    # and its metrics need neither: install it with `pip install --no-deps trackeval tabulate`
+    # (make install does). Without it, MOT metrics simply have no HOTA.
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "hypothesis>=6.100"]},
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

@@ -1,0 +1,116 @@
+"""Constant-velocity Kalman filter on (cx, cy, aspect, height), vectorised over all tracks.
+
+The state is ``[cx, cy, a, h, vcx, vcy, va, vh]`` (pixels, aspect = w / h, per-frame velocities);
+a measurement is ``[cx, cy, a, h]``. Position and velocity noise are proportional to the box
+height, as in SORT/DeepSORT/ByteTrack (weights 1/20 and 1/160 of the height per frame), so a
+near, tall pedestrian may move more pixels than a far one. The aspect ratio gets fixed small
+noise: people keep their shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: 95 % quantiles of the chi-square distribution by degrees of freedom: the gate on the squared
+#: Mahalanobis distance (4 for the full measurement, 2 for the position only).
+CHI2_95 = {1: 3.8415, 2: 5.9915, 3: 7.8147, 4: 9.4877}
+
+
+def xyxy_to_cxcyah(boxes: np.ndarray) -> np.ndarray:
+    """``[N, 4]`` x1, y1, x2, y2 pixels to ``[N, 4]`` cx, cy, w / h, h."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w / h, h], axis=1)
+
+
+def cxcyah_to_xyxy(states: np.ndarray) -> np.ndarray:
+    """``[N, >=4]`` cx, cy, a, h (the first four entries) to ``[N, 4]`` x1, y1, x2, y2."""
+    states = np.asarray(states, dtype=np.float64)
+    states = states.reshape(len(states), -1) if states.size else np.zeros((0, 4))
+    h = states[:, 3]
+    w = states[:, 2] * h
+    return np.stack([states[:, 0] - w / 2, states[:, 1] - h / 2, states[:, 0] + w / 2, states[:, 1] + h / 2], axis=1)
+
+
+class KalmanFilter:
+    """Predict, update and gate many tracks at once. Means are ``[N, 8]``, covariances ``[N, 8, 8]``.
+
+    ``std_weight_position`` and ``std_weight_velocity`` scale the noise by the box height.
+    """
+
+    def __init__(self, std_weight_position: float = 1.0 / 20, std_weight_velocity: float = 1.0 / 160) -> None:
+        self.std_weight_position = float(std_weight_position)
+        self.std_weight_velocity = float(std_weight_velocity)
+        self.motion = np.eye(8)
+        self.motion[:4, 4:] = np.eye(4)  # x_{t+1} = x_t + v_t (one frame)
+        self.observation = np.eye(4, 8)
+
+    def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """New tracks from measurements ``[N, 4]`` (cx, cy, a, h): zero velocity, wide uncertainty."""
+        z = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
+        n, h = len(z), z[:, 3]
+        mean = np.concatenate([z, np.zeros((n, 4))], axis=1)
+        wp, wv = self.std_weight_position, self.std_weight_velocity
+        pos, vel = 2 * wp * h, 10 * wv * h
+        std = np.stack([pos, pos, np.full(n, 1e-2), pos, vel, vel, np.full(n, 1e-5), vel], axis=1)
+        return mean, _diag(std**2)
+
+    def predict(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One frame ahead for every track: ``x = F x``, ``P = F P F^T + Q`` (Q from the height)."""
+        h = mean[:, 3]
+        n = len(mean)
+        wp, wv = self.std_weight_position, self.std_weight_velocity
+        std = np.stack(
+            [wp * h, wp * h, np.full(n, 1e-2), wp * h, wv * h, wv * h, np.full(n, 1e-5), wv * h],
+            axis=1,
+        )
+        mean = mean @ self.motion.T
+        covariance = self.motion @ covariance @ self.motion.T + _diag(std**2)
+        return mean, covariance
+
+    def project(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted measurement ``[N, 4]`` and its covariance ``[N, 4, 4]`` (with measurement noise)."""
+        h = mean[:, 3]
+        wp = self.std_weight_position
+        std = np.stack([wp * h, wp * h, np.full(len(mean), 1e-1), wp * h], axis=1)
+        projected = mean @ self.observation.T
+        cov = self.observation @ covariance @ self.observation.T + _diag(std**2)
+        return projected, cov
+
+    def update(
+        self, mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Correct tracks ``i`` with measurement ``measurements[i]`` (``[N, 4]`` cx, cy, a, h)."""
+        if len(mean) == 0:
+            return mean, covariance
+        projected, s = self.project(mean, covariance)
+        ph_t = covariance @ self.observation.T  # [N, 8, 4]
+        # K = P H^T S^-1, solved rather than inverted (S is symmetric positive definite).
+        gain = np.linalg.solve(s, ph_t.transpose(0, 2, 1)).transpose(0, 2, 1)
+        innovation = np.asarray(measurements, dtype=np.float64).reshape(-1, 4) - projected
+        mean = mean + np.einsum("nij,nj->ni", gain, innovation)
+        covariance = covariance - gain @ s @ gain.transpose(0, 2, 1)
+        return mean, covariance
+
+    def gating_distance(
+        self, mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray, only_position: bool = False
+    ) -> np.ndarray:
+        """Squared Mahalanobis distances ``[N_tracks, M]`` from every track's predicted measurement
+        to every measurement ``[M, 4]``; compare with ``CHI2_95[4]`` (or ``[2]`` with ``only_position``)."""
+        z = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
+        if len(mean) == 0 or len(z) == 0:
+            return np.zeros((len(mean), len(z)))
+        projected, s = self.project(mean, covariance)
+        if only_position:
+            projected, s, z = projected[:, :2], s[:, :2, :2], z[:, :2]
+        chol = np.linalg.cholesky(s)  # [N, d, d]
+        diff = z[None, :, :] - projected[:, None, :]  # [N, M, d]
+        solved = np.linalg.solve(chol, diff.transpose(0, 2, 1))  # [N, d, M]: L^-1 (z - Hx)
+        return (solved**2).sum(axis=1)
+
+
+def _diag(values: np.ndarray) -> np.ndarray:
+    out = np.zeros((*values.shape, values.shape[-1]))
+    idx = np.arange(values.shape[-1])
+    out[..., idx, idx] = values
+    return out

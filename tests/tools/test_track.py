@@ -1,0 +1,98 @@
+"""tools/track.py end to end: public detections with metrics, a detector checkpoint on a video,
+and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, shared_dir
+
+TUD = shared_dir() / "data" / "mot" / "TUD-Campus"
+pytestmark = pytest.mark.slow  # each case starts the tool (torch import included)
+
+
+def track(*args):
+    cmd = [sys.executable, str(REPO / "tools" / "track.py"), *map(str, args), "--no-progress"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_public_detections_with_ground_truth(tmp_path):
+    result = track(TUD, "--dets", TUD / "det" / "det.txt", "--gt", TUD / "gt" / "gt.txt", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "71 frames" in result.stdout and "| MOTA |" in result.stdout and "| IDF1 |" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mota"] >= 0.63 and metrics["idf1"] >= 0.67
+    assert (tmp_path / "results.txt").read_text().startswith("1,1,")
+
+
+def test_detector_checkpoint_on_a_video(tmp_path):
+    import torch
+
+    from detector import build_model, load_config
+    from detector.engine.checkpoint import save_checkpoint
+
+    cfg = load_config(REPO / "configs" / "_base_" / "models" / "yolox_nano.yaml", ["model.head.num_classes=1"])
+    cfg["data"] = {"imgsz": 96}
+    torch.manual_seed(0)
+    save_checkpoint(
+        {"config": cfg, "model": build_model(cfg).state_dict(), "class_names": ["person"]}, tmp_path / "m.pt"
+    )
+    writer = cv2.VideoWriter(str(tmp_path / "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (128, 96))
+    for t in range(8):
+        frame = np.full((96, 128, 3), 200, np.uint8)
+        frame[30:70, 10 + 8 * t : 30 + 8 * t] = 20
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    result = track(tmp_path / "v.mp4", "--ckpt", tmp_path / "m.pt", "--out", out, "--classes", "all", "--set",
+                   "track.detector_conf=0.0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 frames" in result.stdout
+    assert (out / "results.txt").is_file()
+    video = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1,-1,10,10,20,40", None),
+        ("2,-1,10,10,abc,40,0.9", ":2: "),
+        ("2,-1,10,10,nan,40,0.9", ":2: "),
+        ("2,-1,10,10,-5,40,0.9", ":2: "),
+        ("2,-1,10,10", ":2: 4 fields"),
+    ],
+)
+def test_bad_det_lines_are_one_line_errors_and_nothing_is_written(tmp_path, line, message):
+    dets = tmp_path / "det.txt"
+    dets.write_text("1,-1,10,10,20,40,0.9\n" + line + "\n")
+    out = tmp_path / "out"
+    result = track(TUD, "--dets", dets, "--out", out)
+    if message is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {dets}{message}"), result.stderr
+    assert not (out / "results.txt").exists()
+
+
+def test_unreadable_sources_are_one_line_errors(tmp_path):
+    (tmp_path / "fake.avi").write_text("not a video")
+    (tmp_path / "empty").mkdir()
+    for source, message in [
+        (tmp_path / "fake.avi", "cannot open as a video"),
+        (tmp_path / "empty", "no images"),
+        (tmp_path / "missing.mp4", "no such video, image folder or MOTChallenge sequence"),
+    ]:
+        result = track(source, "--motion", "--out", tmp_path / "out")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr and str(source) in result.stderr and "Traceback" not in result.stderr
+    result = track(TUD, "--dets", TUD / "det" / "det.txt", "--classes", "person")
+    assert (
+        result.returncode == 2
+        and "--classes: expected class labels (0, 1, ...) or 'all', got 'person'" in result.stderr
+    )

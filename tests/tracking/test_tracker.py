@@ -1,0 +1,133 @@
+"""The ByteTrack-style tracker on synthetic scenes: ids survive crossings and occlusions, weak
+detections keep tracks alive, the life cycle follows its settings."""
+
+import numpy as np
+import pytest
+
+from detector.registry import TRACKERS, ConfigError
+from detector.tracking.postprocess import interpolate_gaps
+from detector.tracking.tracker import ByteTracker
+
+
+def box(cx, cy, w, h):
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def run(tracker, frames):
+    """frames: lists of (box, score, label); returns per frame {id: box}."""
+    out = []
+    for dets in frames:
+        boxes = np.array([d[0] for d in dets], float).reshape(-1, 4)
+        scores = np.array([d[1] for d in dets], float)
+        labels = np.array([d[2] if len(d) > 2 else 0 for d in dets], np.int64)
+        tracks = tracker.update(boxes, scores, labels)
+        out.append({int(i): b for i, b in zip(tracks.ids, tracks.boxes, strict=True)})
+    return out
+
+
+def test_crossing_pedestrians_keep_their_ids_through_a_ten_frame_occlusion():
+    # A walks right, B walks left, B nearer the camera (larger, lower). While they cross, A is
+    # hidden behind B for 10 frames (no detection of A at all).
+    frames = []
+    for t in range(60):
+        a = box(60 + 6 * t, 200, 40, 100)
+        b = box(420 - 6 * t, 215, 50, 125)
+        hidden = 25 <= t < 35
+        frames.append(([] if hidden else [(a, 0.9)]) + [(b, 0.85)])
+    seen = run(ByteTracker(), frames)
+    assert set(seen[0]) == {1, 2}
+    a_id = min(seen[0], key=lambda i: seen[0][i][0])  # the left one is A
+    b_id = 3 - a_id
+    for t in range(60):
+        cx_b = (seen[t][b_id][0] + seen[t][b_id][2]) / 2
+        assert abs(cx_b - (420 - 6 * t)) < 8, f"frame {t}: B's id left B"
+        if 25 <= t < 35:
+            assert a_id not in seen[t]  # lost tracks are not shown
+        else:
+            cx_a = (seen[t][a_id][0] + seen[t][a_id][2]) / 2
+            assert abs(cx_a - (60 + 6 * t)) < 8, f"frame {t}: A's id is not on A"
+    assert all(set(s) <= {1, 2} for s in seen), "no new id was created"
+
+
+def test_low_score_detections_keep_a_followed_track():
+    frames = [[(box(100 + 5 * t, 200, 40, 100), 0.3 if 10 <= t < 15 else 0.9)] for t in range(25)]
+    byte = run(ByteTracker(), frames)
+    assert all(list(s) == [1] for s in byte), "the second association follows the weak detections"
+    # Without the second stage (only detections >= 0.5 are used) the track is lost while weak.
+    single = run(ByteTracker(low_threshold=0.5), frames)
+    assert all(single[t] == {} for t in range(10, 15)) and list(single[15]) == [1]
+
+
+def test_weak_detections_neither_start_nor_revive_tracks():
+    frames = [[(box(100, 100, 30, 80), 0.4)] for _ in range(5)]
+    assert all(s == {} for s in run(ByteTracker(), frames))
+    frames = [[(box(100, 100, 30, 80), 0.9)]] * 3 + [[]] * 3 + [[(box(100, 100, 30, 80), 0.4)]] * 3
+    seen = run(ByteTracker(), frames)
+    assert [list(s) for s in seen] == [[1]] * 3 + [[]] * 6
+
+
+def test_life_cycle_min_hits_and_max_age_in_frames_at_the_frame_rate():
+    tracker = ByteTracker(min_hits=3, max_age=30, frame_rate=15)  # 15 frames lost at 15 fps
+    assert tracker.max_lost_frames == 15
+    still = (box(200, 200, 40, 100), 0.9)
+    seen = run(tracker, [[]] + [[still]] * 4)  # starts empty, so no first-frame confirmation
+    assert [list(s) for s in seen] == [[], [], [], [1], [1]]  # tentative for two hits
+    seen = run(tracker, [[]] * 15 + [[still]])
+    assert list(seen[-1]) == [1] and tracker.num_tracks == 1  # found again after 15 frames lost
+    run(tracker, [[]] * 16)
+    assert tracker.num_tracks == 0
+    assert list(run(tracker, [[still]] * 3)[-1]) == [2]  # a new person gets the next id
+
+
+def test_a_single_false_detection_never_gets_an_id():
+    frames = [[(box(100, 100, 40, 100), 0.9)]] * 3
+    frames[1] = frames[1] + [(box(400, 300, 40, 100), 0.95)]
+    seen = run(ByteTracker(), frames)
+    assert [sorted(s) for s in seen] == [[1], [1], [1]]
+    assert run(ByteTracker(), [[], [], []]) == [{}, {}, {}]
+
+
+def test_classes_never_mix_and_untracked_classes_are_ignored():
+    person, car = (box(100, 100, 40, 100), 0.9, 0), (box(102, 100, 40, 100), 0.9, 2)
+    seen = run(ByteTracker(classes=None), [[person, car]] * 5)
+    assert all(len(s) == 2 for s in seen)
+    tracker = ByteTracker(classes=None)
+    out = [tracker.update(np.array([person[0], car[0]]), np.array([0.9, 0.9]), np.array([0, 2])) for _ in range(3)]
+    assert {int(i): int(c) for i, c in zip(out[-1].ids, out[-1].labels, strict=True)} == {1: 0, 2: 2}
+    assert all(list(s) == [1] for s in run(ByteTracker(), [[person, car]] * 5))  # persons only
+
+
+def test_tracks_follow_moving_boxes_closely():
+    frames = [[(box(50 + 8 * t, 100 + 3 * t, 40, 100), 0.9)] for t in range(40)]
+    seen = run(ByteTracker(), frames)
+    np.testing.assert_allclose(seen[-1][1], box(50 + 8 * 39, 100 + 3 * 39, 40, 100), atol=1.0)
+    seen = run(ByteTracker(output_box="detection"), frames)
+    np.testing.assert_allclose(seen[-1][1], box(50 + 8 * 39, 100 + 3 * 39, 40, 100), atol=1e-9)
+
+
+def test_bad_settings_and_inputs():
+    with pytest.raises(ConfigError, match=r"low_threshold <= high_threshold"):
+        ByteTracker(low_threshold=0.7, high_threshold=0.5)
+    with pytest.raises(ConfigError, match=r"tracker.cost: expected one of iou, giou, centre, got 'l2'"):
+        ByteTracker(cost="l2")
+    with pytest.raises(ValueError, match="2 boxes, 1 scores"):
+        ByteTracker().update(np.zeros((2, 4)), np.zeros(1))
+    assert TRACKERS.build({"type": "ByteTracker", "max_age": 10}, "tracker").max_lost_frames == 10
+
+
+def test_interpolate_gaps_by_hand():
+    rows = np.array(
+        [
+            [1, 1, 0, 0, 10, 20, 0.9],
+            [4, 1, 30, 0, 10, 20, 0.6],  # lost in frames 2 and 3
+            [1, 2, 100, 100, 10, 10, 0.8],
+            [30, 2, 100, 100, 10, 10, 0.8],  # a gap of 29 frames: too long for max_gap 20
+        ]
+    )
+    out = interpolate_gaps(rows, max_gap=20)
+    assert out.shape == (6, 7)
+    np.testing.assert_allclose(out[(out[:, 1] == 1) & np.isin(out[:, 0], [2, 3])][:, 2], [10, 20])
+    np.testing.assert_allclose(out[(out[:, 1] == 1) & (out[:, 0] == 2)][0], [2, 1, 10, 0, 10, 20, 0.6])
+    assert out[:, 0].tolist() == sorted(out[:, 0].tolist())
+    np.testing.assert_array_equal(interpolate_gaps(rows, max_gap=0), rows[np.lexsort((rows[:, 1], rows[:, 0]))])
+    assert interpolate_gaps(np.zeros((0, 7))).shape == (0, 7)
