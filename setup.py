@@ -1,6 +1,24 @@
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+# The CUDA NMS kernel is compiled at first use (detector/ops/nms_extension.py). Where CUDA is
+# present it can be built ahead of time instead:
+#   DETECTOR_BUILD_CUDA=1 pip install --no-build-isolation -e .
+# (--no-build-isolation: the build needs the installed torch).
+ext_modules, cmdclass = [], {}
+if os.environ.get("DETECTOR_BUILD_CUDA") == "1":
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    ext_modules = [
+        CUDAExtension(
+            "detector._nms_cuda",
+            ["detector/ops/csrc/nms.cpp", "detector/ops/csrc/nms_kernel.cu"],
+            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--fmad=false"]},
+        )
+    ]
+    cmdclass = {"build_ext": BuildExtension}
 
 setup(
     name="detector",
@@ -11,6 +29,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["detector", "detector.*"]),
+    package_data={"detector.ops": ["csrc/*.cpp", "csrc/*.cu"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from detector.data.transforms import letterbox
@@ -22,6 +21,7 @@ from detector.engine.checkpoint import load_checkpoint
 from detector.models.detector import build_model
 from detector.models.yolox_weights import load_yolox_weights
 from detector.ops.boxes import cxcywh_to_xyxy
+from detector.ops.nms import batched_nms_images
 from detector.registry import ConfigError
 
 
@@ -57,14 +57,12 @@ def postprocess(
     ratio, and with ``image_sizes`` [(h, w)] clipped to the original image.
     """
     class_scores, labels = preds[..., 5:].max(dim=-1)
-    scores = preds[..., 4] * class_scores
-    boxes = cxcywh_to_xyxy(preds[..., :4])
+    scores = (preds[..., 4] * class_scores).float()
+    boxes = cxcywh_to_xyxy(preds[..., :4]).float()
+    kept = batched_nms_images(boxes, scores, labels, iou_threshold, valid=scores >= conf_threshold, max_det=max_det)
     results = []
-    for b in range(preds.shape[0]):
-        keep = scores[b] >= conf_threshold
-        img_boxes, img_scores, img_labels = boxes[b][keep].float(), scores[b][keep].float(), labels[b][keep]
-        order = torchvision.ops.batched_nms(img_boxes, img_scores, img_labels, iou_threshold)[:max_det]
-        img_boxes, img_scores, img_labels = img_boxes[order], img_scores[order], img_labels[order]
+    for b, order in enumerate(kept):
+        img_boxes, img_scores, img_labels = boxes[b][order], scores[b][order], labels[b][order]
         if ratios is not None:
             img_boxes = img_boxes / float(ratios[b])
         if image_sizes is not None:
