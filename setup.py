@@ -44,6 +44,8 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
         "motmetrics>=1.4.0",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
     ],
     # HOTA: TrackEval asks for opencv-python, whose cv2 would overwrite opencv-python-headless's,
     # and its metrics need neither: install it with `pip install --no-deps trackeval tabulate`

@@ -7,9 +7,11 @@ at the top-left on a canvas of 114, boxes divided by the letterbox ratio.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,15 +64,22 @@ def postprocess(
     kept = batched_nms_images(boxes, scores, labels, iou_threshold, valid=scores >= conf_threshold, max_det=max_det)
     results = []
     for b, order in enumerate(kept):
-        img_boxes, img_scores, img_labels = boxes[b][order], scores[b][order], labels[b][order]
-        if ratios is not None:
-            img_boxes = img_boxes / float(ratios[b])
-        if image_sizes is not None:
-            h, w = image_sizes[b]
-            img_boxes[:, 0::2] = img_boxes[:, 0::2].clamp(0, w)
-            img_boxes[:, 1::2] = img_boxes[:, 1::2].clamp(0, h)
-        results.append(Detections(img_boxes, img_scores, img_labels))
+        img_boxes = to_image_pixels(boxes[b][order], ratios[b] if ratios is not None else None,
+                                    image_sizes[b] if image_sizes is not None else None)  # fmt: skip
+        results.append(Detections(img_boxes, scores[b][order], labels[b][order]))
     return results
+
+
+def to_image_pixels(boxes: torch.Tensor, ratio: float | None, size: tuple[int, int] | None) -> torch.Tensor:
+    """Network-input xyxy boxes to original-image pixels: divided by the letterbox ``ratio`` and
+    clipped to ``size`` (h, w), where given."""
+    if ratio is not None:
+        boxes = boxes / float(ratio)
+    if size is not None:
+        boxes = boxes.clone() if ratio is None else boxes
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, size[1])
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, size[0])
+    return boxes
 
 
 def images_to_tensor(images: Sequence[np.ndarray], device: torch.device | str) -> torch.Tensor:
@@ -142,14 +151,94 @@ class Predictor:
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         """Detections (original-image pixels) for one BGR image or a list of them."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = [images]
-        boxed, ratios, sizes = [], [], []
-        for image in images:
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {list(image.shape)}")
-            canvas, ratio = letterbox(image, self.imgsz)
-            boxed.append(canvas)
-            ratios.append(ratio)
-            sizes.append(image.shape[:2])
-        return self.predict_tensor(images_to_tensor(boxed, self.device), ratios, sizes)
+        return predict_images(self, images)
+
+
+def predict_images(predictor: Any, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
+    """Letterbox BGR uint8 images to ``predictor.imgsz`` and run ``predictor.predict_tensor``."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    boxed, ratios, sizes = [], [], []
+    for image in images:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {list(image.shape)}")
+        canvas, ratio = letterbox(image, predictor.imgsz)
+        boxed.append(canvas)
+        ratios.append(ratio)
+        sizes.append(image.shape[:2])
+    return predictor.predict_tensor(images_to_tensor(boxed, predictor.device), ratios, sizes)
+
+
+class OnnxPredictor:
+    """The ``Predictor`` interface over an ONNX file from ``tools/export.py``, run by ONNX Runtime.
+
+    Input size, class names and whether NMS is in the graph come from the file's metadata. A
+    graph without NMS goes through the same ``postprocess`` as PyTorch; a graph with NMS has
+    its thresholds fixed at export (``conf_threshold`` here can only raise the score bar, and
+    ``max_det`` lower the count). ``providers``: ONNX Runtime execution providers (CPU default).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.65,
+        max_det: int = 300,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: ONNX model not found")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.path), providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:  # ONNX Runtime raises its own types for unreadable files
+            raise ValueError(f"{self.path}: not a loadable ONNX model: {' '.join(str(exc).split())[:200]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "imgsz" not in meta:
+            raise ValueError(f"{self.path}: no 'imgsz' in the model metadata; export it with tools/export.py")
+        self.metadata = dict(meta)
+        self.imgsz = tuple(int(v) for v in meta["imgsz"].split(","))
+        names = json.loads(meta.get("class_names", "null"))
+        self.class_names = list(names) if names is not None else None
+        self.in_graph_nms = meta.get("nms") == "true"
+        self.dynamic_batch = meta.get("dynamic_batch") == "true"
+        self.device = torch.device("cpu")
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_det = max_det
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's raw outputs for a float32 ``[B, 3, H, W]`` batch (one image at a time
+        when the batch size was fixed at export)."""
+        if self.dynamic_batch or len(batch) == 1:
+            return self.session.run(None, {self.input_name: batch})
+        parts = [self.session.run(None, {self.input_name: batch[i : i + 1]}) for i in range(len(batch))]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+    def predict_tensor(
+        self, batch: torch.Tensor, ratios: Sequence[float], image_sizes: Sequence[tuple[int, int]]
+    ) -> list[Detections]:
+        """Detections for a letterboxed batch ``[B, 3, H, W]`` (BGR, 0..255)."""
+        outputs = self.run(np.ascontiguousarray(batch.float().cpu().numpy()))
+        if not self.in_graph_nms:
+            preds = torch.from_numpy(outputs[0])
+            return postprocess(preds, self.conf_threshold, self.iou_threshold, self.max_det, ratios, image_sizes)
+        boxes, scores, labels, counts = (torch.from_numpy(o) for o in outputs)
+        results = []
+        for b in range(len(counts)):
+            k = int(counts[b])
+            keep = scores[b, :k] >= self.conf_threshold
+            img_boxes = to_image_pixels(boxes[b, :k][keep][: self.max_det], ratios[b], image_sizes[b])
+            results.append(
+                Detections(img_boxes, scores[b, :k][keep][: self.max_det], labels[b, :k][keep][: self.max_det])
+            )
+        return results
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
+        """Detections (original-image pixels) for one BGR image or a list of them."""
+        return predict_images(self, images)

@@ -20,7 +20,7 @@ from detector.data.coco import CocoDataset
 from detector.data.transforms import EvalTransform
 from detector.engine.evaluator import evaluate_coco, format_per_class_table, write_metrics_json
 from detector.engine.validate import evaluate_dataset
-from detector.inference import Predictor
+from detector.inference import OnnxPredictor, Predictor
 from detector.registry import DATASETS, ConfigError
 
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="YAML config (model and data.val)")
     parser.add_argument("--ckpt", help="checkpoint to evaluate")
+    parser.add_argument("--onnx", help="ONNX model (tools/export.py) to evaluate with ONNX Runtime instead")
     parser.add_argument("--ann", help="COCO annotation JSON (instead of the config's data.val)")
     parser.add_argument("--images", help="image folder of --ann")
     parser.add_argument("--results", help="an existing COCO results JSON to score (with --ann)")
@@ -60,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> dict:
-    if not args.ckpt:
-        raise ConfigError("--ckpt is required (or --ann with --results to score a results file)")
+    if not args.ckpt and not args.onnx:
+        raise ConfigError("--ckpt or --onnx is required (or --ann with --results to score a results file)")
     cfg = load_config(args.config, args.set) if args.config else None
     kwargs = dict(conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det)
-    if args.imgsz:
-        kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
-    predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
+    if args.onnx:
+        predictor = OnnxPredictor(args.onnx, **kwargs)  # its input size is the exported one
+    else:
+        if args.imgsz:
+            kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
+        predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
     transform = EvalTransform(predictor.imgsz)
     if args.ann or args.images:
         if not (args.ann and args.images):

@@ -16,7 +16,7 @@ import cv2
 from detector import load_config
 from detector.cli import run_tool
 from detector.fileio import atomic_write_text
-from detector.inference import Predictor
+from detector.inference import OnnxPredictor, Predictor
 from detector.visualize import draw_detections
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -40,7 +40,9 @@ def list_images(sources: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files or folders")
-    parser.add_argument("--ckpt", required=True, help="checkpoint (ours, or official YOLOX with --config)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ckpt", help="checkpoint (ours, or official YOLOX with --config)")
+    what.add_argument("--onnx", help="ONNX model from tools/export.py, run with ONNX Runtime")
     parser.add_argument("--config", help="config giving the model of an official YOLOX checkpoint")
     parser.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
     parser.add_argument("--imgsz", type=int, nargs="+", help="network input: size, or height width")
@@ -56,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = dict(conf_threshold=args.conf, iou_threshold=args.iou)
         if args.imgsz:
             kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
-        predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
+        if args.onnx:
+            kwargs.pop("imgsz", None)  # the exported input size
+            predictor = OnnxPredictor(args.onnx, **kwargs)
+        else:
+            predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         records = []

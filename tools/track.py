@@ -1,12 +1,12 @@
-"""Track people: ``python tools/track.py SOURCE (--ckpt CKPT | --dets det.txt | --motion) [--out DIR]``.
+"""Track people: ``python tools/track.py SOURCE (--ckpt CKPT | --onnx M | --dets det.txt | --motion) [--out DIR]``.
 
 SOURCE is a video file, a folder of images, or a MOTChallenge sequence folder (``seqinfo.ini``,
 ``img1/``). Detections come from a checkpoint (``--ckpt``; ``--config`` for an official YOLOX
-one), from a MOTChallenge det file (``--dets``: public detections; then the sequence's images
-are optional), or from moving blobs of a static camera (``--motion``, no weights needed).
-Writes DIR/results.txt (MOTChallenge: frame, id, x, y, w, h, score, -1, -1, -1) and, when there
-are frames, DIR/annotated.mp4 (boxes, ids, trails). With ``--gt`` the MOT
-metrics are printed and written to DIR/metrics.json.
+one), an exported ONNX model (``--onnx``), a MOTChallenge det file (``--dets``: public
+detections; then the sequence's images are optional), or moving blobs of a static camera
+(``--motion``, no weights needed). Writes DIR/results.txt (MOTChallenge: frame, id, x, y, w, h,
+score, -1, -1, -1) and, when there are frames, DIR/annotated.mp4 (boxes, ids, trails). With
+``--gt`` the MOT metrics are printed and written to DIR/metrics.json.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--ckpt", help="detector checkpoint (ours, or official YOLOX with --config)")
     what.add_argument("--dets", help="MOTChallenge det file to track instead of running a detector")
+    what.add_argument("--onnx", help="ONNX detector from tools/export.py, run with ONNX Runtime")
     what.add_argument("--motion", action="store_true", help="moving blobs of a static camera (no weights needed)")
     parser.add_argument("--config", help="config giving the model of an official YOLOX checkpoint")
     parser.add_argument("--tracker", default=str(DEFAULT_TRACKER), help="tracker config (default ByteTrack's)")
@@ -66,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             detect = detections_from_file(args.dets)
         elif args.motion:
             detect = MotionDetector()
+        elif args.onnx:
+            from detector.inference import OnnxPredictor
+
+            predictor = OnnxPredictor(args.onnx, conf_threshold=float(cfg.get("detector_conf", 0.1)),
+                                      iou_threshold=float(cfg.get("detector_iou", 0.7)))  # fmt: skip
+            detect, class_names = detections_from_predictor(predictor), predictor.class_names
         else:
             from detector.inference import Predictor  # torch is only needed with a detector
 

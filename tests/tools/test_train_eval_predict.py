@@ -106,7 +106,7 @@ def test_resume_continues_the_run(trained):
     [
         ("train.py", ["configs/nope.yaml"], "configs/nope.yaml: config file not found"),
         ("train.py", ["configs/yolox_nano_shapes.yaml", "--set", "data.train.type=Coco"], "unknown DATASETS type"),
-        ("eval.py", ["--ann", "x.json"], "error: --ckpt is required"),
+        ("eval.py", ["--ann", "x.json"], "error: --ckpt or --onnx is required"),
         ("eval.py", ["--ckpt", "missing.pt", "--ann", "a.json", "--images", "d"], "missing.pt: checkpoint not found"),
         ("predict.py", ["nowhere/", "--ckpt", "x.pt"], "error: nowhere: no such image file or folder"),
     ],
