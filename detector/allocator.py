@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 LOGGER = logging.getLogger(__name__)
@@ -31,9 +32,15 @@ TOP_PAD = 64 * 1024 * 1024
 NEVER_TRIM = 2**31 - 1
 
 
+@functools.cache
+def _libc_name() -> str | None:
+    # find_library runs ldconfig in a subprocess; loader workers ask every few batches.
+    return ctypes.util.find_library("c")
+
+
 def _libc() -> ctypes.CDLL | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c"))
+        return ctypes.CDLL(_libc_name())
     except (OSError, TypeError):
         return None
 

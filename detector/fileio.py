@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+#: File suffixes read as images (datasets, image folders, tools), lower case.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over

@@ -76,9 +76,8 @@ def to_image_pixels(boxes: torch.Tensor, ratio: float | None, size: tuple[int, i
     if ratio is not None:
         boxes = boxes / float(ratio)
     if size is not None:
-        boxes = boxes.clone() if ratio is None else boxes
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, size[1])
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, size[0])
+        h, w = size
+        boxes = torch.minimum(boxes.clamp(min=0.0), boxes.new_tensor([w, h, w, h]))
     return boxes
 
 
@@ -232,11 +231,9 @@ class OnnxPredictor:
         results = []
         for b in range(len(counts)):
             k = int(counts[b])
-            keep = scores[b, :k] >= self.conf_threshold
-            img_boxes = to_image_pixels(boxes[b, :k][keep][: self.max_det], ratios[b], image_sizes[b])
-            results.append(
-                Detections(img_boxes, scores[b, :k][keep][: self.max_det], labels[b, :k][keep][: self.max_det])
-            )
+            chosen = torch.nonzero(scores[b, :k] >= self.conf_threshold).squeeze(1)[: self.max_det]
+            img_boxes = to_image_pixels(boxes[b, chosen], ratios[b], image_sizes[b])
+            results.append(Detections(img_boxes, scores[b, chosen], labels[b, chosen]))
         return results
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:

@@ -15,11 +15,9 @@ import cv2
 
 from detector import load_config
 from detector.cli import run_tool
-from detector.fileio import atomic_write_text
+from detector.fileio import IMAGE_SUFFIXES, atomic_write_text
 from detector.inference import OnnxPredictor, Predictor
 from detector.visualize import draw_detections
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_images(sources: list[str]) -> list[Path]:

@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         source = FrameSource(args.source, fps=args.fps)
         tracker = TRACKERS.build(tracker_cfg, "track.tracker", frame_rate=source.frame_rate)
         class_names = None
+        thresholds = {
+            "conf_threshold": float(cfg.get("detector_conf", 0.1)),
+            "iou_threshold": float(cfg.get("detector_iou", 0.7)),
+        }
         if args.dets:
             detect = detections_from_file(args.dets)
         elif args.motion:
@@ -70,16 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.onnx:
             from detector.inference import OnnxPredictor
 
-            predictor = OnnxPredictor(args.onnx, conf_threshold=float(cfg.get("detector_conf", 0.1)),
-                                      iou_threshold=float(cfg.get("detector_iou", 0.7)))  # fmt: skip
+            predictor = OnnxPredictor(args.onnx, **thresholds)
             detect, class_names = detections_from_predictor(predictor), predictor.class_names
         else:
             from detector.inference import Predictor  # torch is only needed with a detector
 
-            kwargs = {
-                "conf_threshold": float(cfg.get("detector_conf", 0.1)),
-                "iou_threshold": float(cfg.get("detector_iou", 0.7)),
-            }
+            kwargs = dict(thresholds)
             if args.imgsz:
                 kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
             model_cfg = load_config(args.config) if args.config else None

@@ -25,10 +25,9 @@ import yaml
 from pycocotools.coco import COCO
 
 from detector.data.coco import Sample, empty_targets, load_coco_quietly, read_image
+from detector.fileio import IMAGE_SUFFIXES
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.registry import DATASETS, ConfigError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def label_path_for(image_path: Path) -> Path:

@@ -93,7 +93,8 @@ def _nms_cuda(
     if extension is None:
         if required:
             raise RuntimeError(
-                "nms: backend 'cuda' asked for, but the CUDA NMS kernel could not be built (see warning)"
+                f"nms: backend 'cuda' asked for, but the CUDA NMS kernel is not available for {boxes.shape[0]} boxes "
+                f"(it takes at most {CUDA_MAX_BOXES}; a build failure is warned about)"
             )
         return None
     order = _sorted_order(scores)

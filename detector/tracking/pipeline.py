@@ -9,7 +9,6 @@ an interrupted run never leaves a file that looks complete.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -135,6 +134,10 @@ def track_sequence(
                 writer.write(draw_tracks(image, tracks, trails, class_names))
             bar.update(1)
             bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} fps, {len(tracks)} tracks")
+        results = np.concatenate(rows) if rows else np.zeros((0, 7))
+        if interpolate:
+            results = interpolate_gaps(results, max_gap=tracker.max_lost_frames + 1)
+        results_path = write_mot_results(out / "results.txt", results)
     except BaseException:
         if writer is not None:
             writer.release()
@@ -143,17 +146,11 @@ def track_sequence(
     finally:
         bar.close()
         source.close()
-    results = np.concatenate(rows) if rows else np.zeros((0, 7))
-    if interpolate:
-        results = interpolate_gaps(results, max_gap=tracker.max_lost_frames + 1)
-    results_path = write_mot_results(out / "results.txt", results)
     if writer is not None:
         writer.release()
         os.replace(partial, video_path)
-    elif video_path is not None:
+    else:
         video_path = None
-    with contextlib.suppress(OSError):
-        partial.unlink(missing_ok=True)
     return TrackingRun(results, frames, tracker_seconds, time.perf_counter() - start, results_path, video_path)
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.fileio import IMAGE_SUFFIXES
 from detector.tracking.mot_io import read_seqinfo
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_FRAME_RATE = 30.0
 
 
@@ -59,7 +59,7 @@ class FrameSource:
         else:
             self.files = _images_in(self.path)
             if not self.files:
-                raise FileNotFoundError(f"{self.path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+                raise FileNotFoundError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             self.num_frames = len(self.files)
         self.frame_rate = float(fps or rate or DEFAULT_FRAME_RATE)
 
