@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,13 +16,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, Fi
 
 def run_tool(main: Callable[[], int], debug: bool = False) -> int:
     """Run ``main``; a user error prints ``error: <message>`` and returns 2 (``debug`` shows
-    the traceback)."""
+    the traceback). In a process of a torchrun launch the line names the rank."""
     try:
         return main()
     except USER_ERRORS as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        where = f" (rank {os.environ.get('RANK')})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

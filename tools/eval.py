@@ -7,6 +7,9 @@
 
 CKPT is a checkpoint written by tools/train.py or an official YOLOX checkpoint (then CONFIG
 gives the architecture, e.g. configs/_base_/models/yolox_s.yaml).
+
+``torchrun --nproc_per_node N tools/eval.py ...`` shards the images over N processes (one per
+GPU, or CPU processes with gloo); rank 0 gathers the detections and prints the same numbers.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from detector import load_config
 from detector.cli import run_tool
 from detector.data.coco import CocoDataset
 from detector.data.transforms import EvalTransform
+from detector.engine.distributed import init_distributed, shutdown_distributed
 from detector.engine.evaluator import evaluate_coco, format_per_class_table, write_metrics_json
+from detector.engine.trainer import resolve_device
 from detector.engine.validate import evaluate_dataset
 from detector.inference import OnnxPredictor, Predictor
 from detector.registry import DATASETS, ConfigError
@@ -48,19 +55,24 @@ def main(argv: list[str] | None = None) -> int:
             if not args.ann:
                 raise ConfigError("--results needs --ann, the ground-truth annotation JSON")
             metrics = evaluate_coco(args.ann, args.results, verbose=True)
+            is_main = True
         else:
-            metrics = evaluate_checkpoint(args)
-        print()
-        print(format_per_class_table(metrics))
-        if args.out:
-            write_metrics_json(metrics, args.out)
-            print(f"metrics: {args.out}")
+            dist = init_distributed(resolve_device(args.device))
+            metrics = evaluate_checkpoint(args, dist.device, dist.distributed, dist.is_main)
+            is_main = dist.is_main
+        if is_main:
+            print()
+            print(format_per_class_table(metrics))
+            if args.out:
+                write_metrics_json(metrics, args.out)
+                print(f"metrics: {args.out}")
+        shutdown_distributed()
         return 0
 
     return run_tool(run, args.debug)
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> dict:
+def evaluate_checkpoint(args: argparse.Namespace, device: torch.device, distributed: bool, is_main: bool) -> dict:
     if not args.ckpt and not args.onnx:
         raise ConfigError("--ckpt or --onnx is required (or --ann with --results to score a results file)")
     cfg = load_config(args.config, args.set) if args.config else None
@@ -70,7 +82,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
     else:
         if args.imgsz:
             kwargs["imgsz"] = tuple((args.imgsz * 2)[:2])
-        predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=args.device, **kwargs)
+        predictor = Predictor.from_checkpoint(args.ckpt, cfg, device=device, **kwargs)
     transform = EvalTransform(predictor.imgsz)
     if args.ann or args.images:
         if not (args.ann and args.images):
@@ -80,7 +92,9 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
         dataset = DATASETS.build(cfg["data"]["val"], "data.val", transform=transform)
     else:
         raise ConfigError("no evaluation set: give a CONFIG with data.val, or --ann and --images")
-    return evaluate_dataset(predictor, dataset, batch_size=args.batch, verbose=True)
+    return evaluate_dataset(
+        predictor, dataset, batch_size=args.batch, verbose=is_main, progress=is_main, distributed=distributed
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""Train a detector: ``python tools/train.py CONFIG [--set k=v ...] [--resume [CKPT]] [--device cpu|cuda|cuda:N]``."""
+"""Train a detector: ``python tools/train.py CONFIG [--set k=v ...] [--resume [CKPT]] [--device cpu|cuda|cuda:N]``.
+
+Several processes (GPUs, or CPU processes with gloo) on one or more machines::
+
+    torchrun --nproc_per_node N tools/train.py CONFIG
+    torchrun --nnodes M --nproc_per_node N --rdzv_backend c10d --rdzv_endpoint HOST:PORT tools/train.py CONFIG
+
+``data.batch_size`` is the global batch of one optimiser step in every case (see README).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
 from detector import load_config
 from detector.cli import run_tool
+from detector.engine.distributed import shutdown_distributed
 from detector.engine.evaluator import format_metrics_table, format_per_class_table
 from detector.engine.trainer import Trainer
 
 
+@record  # under torchrun, a rank's uncaught error and traceback reach the launcher's summary
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="YAML config")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument(
@@ -33,13 +45,20 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             config_name=Path(args.config).stem,
         )
-        print(f"run folder: {trainer.run_dir}")
+        if trainer.is_main:
+            print(
+                f"run folder: {trainer.run_dir}"
+                + (f" ({trainer.world_size} processes)" if trainer.world_size > 1 else "")
+            )
         metrics = trainer.train()
-        if metrics:
-            print(format_metrics_table(metrics))
-            print()
-            print(format_per_class_table(metrics))
-        print(f"weights: {trainer.weights_dir / 'last.pt'} (best: {trainer.weights_dir / 'best.pt'})")
+        if trainer.is_main:
+            if metrics:
+                print(format_metrics_table(metrics))
+                print()
+                print(format_per_class_table(metrics))
+            print(f"weights: {trainer.weights_dir / 'last.pt'} (best: {trainer.weights_dir / 'best.pt'})")
+        # Only after a clean finish: a failed rank just exits, and torchrun stops the others.
+        shutdown_distributed()
         return 0
 
     return run_tool(run, args.debug)

@@ -112,9 +112,11 @@ def build_dataloader(
     seed: int = 0,
     sampler: Sampler | None = None,
     prefetch_factor: int | None = None,
+    batch_sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader:
     """A DataLoader with ``collate_detection`` (``WorkerCollate``), a seeded shuffle and seeded
-    augmentation. ``sampler`` replaces the shuffle (e.g. a ``DistributedSampler``);
+    augmentation. ``sampler`` replaces the shuffle (e.g. a ``DistributedSampler``), and
+    ``batch_sampler`` (e.g. a ``StepBatchSampler``) the shuffle, ``batch_size`` and ``drop_last``;
     ``prefetch_factor`` is batches loaded ahead per worker (PyTorch's default 2 when None).
 
     With ``num_workers=0`` the dataset's transforms are reseeded from ``seed`` here, once
@@ -124,15 +126,17 @@ def build_dataloader(
     generator.manual_seed(seed)
     if num_workers == 0:
         reseed_dataset(dataset, seed)
+    if batch_sampler is not None:
+        batching = {"batch_sampler": batch_sampler}
+    else:
+        batching = {"batch_size": batch_size, "shuffle": shuffle if sampler is None else None, "sampler": sampler}
+        batching["drop_last"] = drop_last
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else None,
-        sampler=sampler,
+        **batching,
         num_workers=num_workers,
         prefetch_factor=prefetch_factor if num_workers else None,
         pin_memory=pin_memory,
-        drop_last=drop_last,
         collate_fn=WorkerCollate(),
         worker_init_fn=seed_worker,
         generator=generator,

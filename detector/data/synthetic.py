@@ -13,7 +13,7 @@ random stream from ``(seed, split, index)``: one seed gives byte-identical files
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +239,12 @@ def generate_synthetic_coco(
         paths[f"{split}_images"] = img_dir
         paths[f"{split}_ann"] = ann_file
     return paths
+
+
+def coco_split_configs(paths: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """``data.train`` / ``data.val`` config entries (``CocoDataset``) for the set that
+    ``generate_synthetic_coco`` wrote (its returned ``paths``)."""
+    return {
+        split: {"type": "CocoDataset", "ann_file": str(paths[f"{split}_ann"]), "img_dir": str(paths[f"{split}_images"])}
+        for split in ("train", "val")
+    }

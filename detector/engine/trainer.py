@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from detector.allocator import keep_freed_memory
 from detector.config import dump_config
 from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.mix_dataset import MixDataset, build_train_dataset, train_transform
+from detector.data.step_sampler import StepBatchSampler
 from detector.data.transforms import EvalTransform
 from detector.engine.checkpoint import load_checkpoint, save_checkpoint
+from detector.engine.distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    broadcast_module_state,
+    broadcast_object,
+    convert_sync_batchnorm,
+    init_distributed,
+)
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
 from detector.engine.plots import plot_training_curves
@@ -34,6 +45,8 @@ from detector.registry import DATASETS, ConfigError
 from detector.visualize import draw_detections
 
 LOSS_KEYS = ("loss", "iou", "obj", "cls", "l1")
+#: Offsets a rank's data seed (shuffling is shared; augmentation draws must differ per rank).
+RANK_SEED_STRIDE = 100_003
 
 
 class TrainingError(RuntimeError):
@@ -95,6 +108,13 @@ class Trainer:
 
     The run folder holds ``config.yaml`` (resolved), ``metrics.csv``, ``train.log``,
     ``weights/last.pt`` and ``weights/best.pt``, ``plots/*.png`` and ``predictions/*.png``.
+
+    Started by ``torchrun``, every process builds a Trainer: DistributedDataParallel (NCCL on
+    GPUs, gloo on CPUs), a DistributedSampler, optional SyncBatchNorm (``train.sync_bn``),
+    evaluation sharded over the ranks, and files, logs and progress bars on rank 0 only.
+    ``data.batch_size`` is the global batch of one optimiser step; each process loads
+    ``data.batch_per_device`` images at a time (default: the global batch over the processes)
+    and accumulates gradients over ``batch_size / (processes x batch_per_device)`` of them.
     """
 
     def __init__(
@@ -109,12 +129,15 @@ class Trainer:
         self.cfg = copy.deepcopy(dict(cfg))
         self.train_cfg = self.cfg.get("train", {})
         self.data_cfg = self.cfg.get("data", {})
-        self.device = resolve_device(device)
+        self.dist = init_distributed(resolve_device(device), float(self.train_cfg.get("dist_timeout_s", 1800)))
+        self.device = self.dist.device
+        self.rank, self.world_size, self.is_main = self.dist.rank, self.dist.world_size, self.dist.is_main
         if self.device.type == "cpu" and self.train_cfg.get("keep_freed_memory", True):
             keep_freed_memory()
-        self.progress = progress
+        self.progress = progress and self.is_main
         self.epochs = int(self.train_cfg.get("epochs", 100))
         self.batch_size = int(self.data_cfg.get("batch_size", 16))
+        self.batch_per_device, self.accumulate = self._split_batch()
         self.imgsz = self.data_cfg.get("imgsz", 640)
         self.seed = int(self.train_cfg.get("seed", 0))
         self.use_amp = bool(self.train_cfg.get("amp", True)) and self.device.type == "cuda"
@@ -130,9 +153,13 @@ class Trainer:
             self.run_dir = Path(run_dir)
         else:
             root = Path(self.train_cfg.get("output_dir", "runs"))
-            self.run_dir = unique_run_dir(root, str(self.train_cfg.get("name", config_name)))
+            # Rank 0 picks the next free name; the others must not race it to the folder.
+            self.run_dir = broadcast_object(
+                unique_run_dir(root, str(self.train_cfg.get("name", config_name))) if self.is_main else None
+            )
         self.weights_dir = self.run_dir / "weights"
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
         self.logger = self._make_logger()
 
         seed_everything(self.seed)
@@ -141,22 +168,38 @@ class Trainer:
         self._check_classes()
         # Channels-last lets oneDNN/cuDNN pick faster convolution kernels (about 1.5x here on CPU).
         self.memory_format = torch.channels_last if self.train_cfg.get("channels_last", True) else torch.preserve_format
-        self.model = build_model(self.cfg).to(self.device, memory_format=self.memory_format)
+        model = build_model(self.cfg)
+        if self.train_cfg.get("sync_bn", False) and self.dist.distributed:
+            model = convert_sync_batchnorm(model, self.device)
+        self.model = model.to(self.device, memory_format=self.memory_format)
         # Walking the module tree every step costs more than the step's bookkeeping itself.
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         self._buffers = list(self.model.buffers())
+        # One permutation per epoch shared by all processes (DistributedSampler's): a step sees the
+        # same images, in the same micro-batches, whatever the number of processes.
+        self.sampler = StepBatchSampler(
+            self.train_set, self.batch_per_device, self.rank, self.world_size, self.accumulate, self.seed
+        )
         self.loader = build_dataloader(
             self.train_set,
-            batch_size=self.batch_size,
+            batch_size=self.batch_per_device,
             shuffle=True,
             num_workers=int(self.data_cfg.get("num_workers", 0)),
             pin_memory=bool(self.data_cfg.get("pin_memory", True)) and self.device.type == "cuda",
-            drop_last=len(self.train_set) >= self.batch_size,
             seed=self.seed,
+            batch_sampler=self.sampler,
         )
-        self.iters_per_epoch = len(self.loader)
+        self.iters_per_epoch = self.sampler.steps  # optimiser steps
         if self.iters_per_epoch == 0:
-            raise ConfigError(f"data.train: the training set has no images ({self._dataset_source('train')})")
+            raise ConfigError(
+                f"data.train: {len(self.train_set)} images ({self._dataset_source('train')}) do not fill one step of "
+                f"data.batch_size {self.batch_size}"
+            )
+        self.ddp = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.distributed
+            else None
+        )
         opt_cfg = self.cfg.get("optimizer", {})
         # Linear scaling rule: the configured lr is for base_batch_size images per step.
         self.base_lr = float(opt_cfg.get("lr", 0.01)) * self.batch_size / float(opt_cfg.get("base_batch_size", 64))
@@ -182,11 +225,31 @@ class Trainer:
         self.history: list[dict[str, Any]] = self._read_history()
         if resume_path is not None:
             self._load_state(resume_path)
-        else:
+        elif self.is_main:
             dump_config(self.cfg, self.run_dir / "config.yaml")
-        self.tb_writer = self._make_tensorboard()
+        self.tb_writer = self._make_tensorboard() if self.is_main else None
 
     # ----------------------------------------------------------------- set-up
+    def _split_batch(self) -> tuple[int, int]:
+        """``(images per process per forward pass, micro-batches accumulated per step)``."""
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size: {self.batch_size}; expected a positive global batch")
+        per_device = self.data_cfg.get("batch_per_device")
+        if per_device is None:
+            if self.batch_size % self.world_size:
+                raise ConfigError(
+                    f"data.batch_size: {self.batch_size} images do not split evenly over {self.world_size} processes; "
+                    "use a multiple of the process count"
+                )
+            return self.batch_size // self.world_size, 1
+        per_device = int(per_device)
+        if per_device < 1 or self.batch_size % (self.world_size * per_device):
+            raise ConfigError(
+                f"data.batch_per_device: {per_device}; expected a positive divisor of data.batch_size "
+                f"{self.batch_size} / {self.world_size} processes (the steps accumulate whole micro-batches)"
+            )
+        return per_device, self.batch_size // (self.world_size * per_device)
+
     def _resume_path(self, resume: str | Path | bool | None, config_name: str) -> Path | None:
         if resume in (None, False):
             return None
@@ -199,8 +262,11 @@ class Trainer:
         logger = logging.getLogger(f"detector.train.{id(self)}")
         logger.setLevel(logging.INFO)
         logger.propagate = False
-        handler = logging.FileHandler(self.run_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        if self.is_main:
+            handler: logging.Handler = logging.FileHandler(self.run_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        else:  # what the other ranks see reaches rank 0's log through collectives
+            handler = logging.NullHandler()
         logger.addHandler(handler)
         return logger
 
@@ -284,78 +350,145 @@ class Trainer:
         self.augment_off = True
         self.logger.info("epoch %d: augmentation (mosaic, mixup, albumentations) off, L1 loss on", epoch + 1)
 
-    def train_step(self, batch: Mapping[str, Any]) -> dict[str, float] | None:
-        """One optimiser step; returns the loss parts, or None when the step was skipped
-        because the loss or the gradients were not finite."""
-        images = batch["images"].to(self.device, non_blocking=True).float().contiguous(memory_format=self.memory_format)
-        targets = batch["targets"].to(self.device, non_blocking=True)
-        if not (torch.isfinite(images).all() and torch.isfinite(targets).all()):
-            return self._skip_step("input images or boxes", batch)
+    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP's gradient all-reduce only on the last micro-batch of an accumulated step."""
+        return self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+
+    def train_step(self, batches: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+        """One optimiser step over ``batches``: one micro-batch, or the ``accumulate`` micro-batches
+        of this process. Returns the loss parts over the step's global batch (the same on every
+        rank), or None when the step was skipped because an input, a loss or the gradients were
+        not finite, on any rank (all ranks skip together).
+
+        The loss is normalised over the whole step, as one process with the global batch would:
+        each micro-batch's parts are multiplied back by their ``normalizer`` (the positives count
+        YOLOX divides by), summed over micro-batches and ranks, and divided by the total."""
+        batches = [batches] if isinstance(batches, Mapping) else list(batches)
+        model = self.ddp if self.ddp is not None else self.model
+        buffers = self._buffers
         # A forward pass in training mode updates the BatchNorm statistics: keep a copy so that a
         # skipped step leaves no trace of a non-finite batch in the model.
-        buffers = self._buffers
         saved_buffers = [b.clone() for b in buffers]
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            losses = self.model(images, targets)
-        loss = losses["loss"]
-        bad_part = next((k for k in LOSS_KEYS if not torch.isfinite(losses[k]).all()), None)
-        if bad_part is None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            grads = [p.grad for p in self._params if p.grad is not None]
-            grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-            if self.clip_grad:
-                torch.nn.utils.clip_grads_with_norm_(self._params, float(self.clip_grad), grad_norm, foreach=True)
-            if not torch.isfinite(grad_norm) and not self.use_amp:
-                bad_part = "gradients"
-        if bad_part is not None:
-            torch._foreach_copy_(buffers, saved_buffers)
-            return self._skip_step(f"{bad_part} loss" if bad_part in LOSS_KEYS else bad_part, batch)
+        totals = torch.zeros(len(LOSS_KEYS) + 1, dtype=torch.float64, device=self.device)
+        reference = 0.0
+        for k, batch in enumerate(batches):
+            images = batch["images"].to(self.device, non_blocking=True).float()
+            images = images.contiguous(memory_format=self.memory_format)
+            targets = batch["targets"].to(self.device, non_blocking=True)
+            with self._no_sync(k == len(batches) - 1):
+                bad, losses = None, None
+                if not (torch.isfinite(images).all() and torch.isfinite(targets).all()):
+                    bad = "input images or boxes"
+                else:
+                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                        losses = model(images, targets)
+                    bad_part = next((key for key in LOSS_KEYS if not torch.isfinite(losses[key]).all()), None)
+                    bad = None if bad_part is None else f"{bad_part} loss"
+                # One small all-reduce per micro-batch: whether any rank went wrong (then all skip
+                # the step, since a rank skipping alone would leave the others waiting in DDP's
+                # gradient reduction), and the sums that normalise the step over all ranks.
+                stats = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64, device=self.device)
+                if bad is not None:
+                    stats[0] = 1.0
+                else:
+                    normalizer = losses.get("normalizer")
+                    normalizer = float(images.shape[0]) if normalizer is None else float(normalizer)
+                    weight = max(normalizer, 1.0)
+                    parts = torch.stack([losses[key].detach() for key in LOSS_KEYS]).to(torch.float64)
+                    stats[1:-1] = parts * weight
+                    stats[-1] = normalizer
+                all_reduce_sum(stats)
+                if stats[0].item() > 0:
+                    return self._skip_step(bad, batches, saved_buffers)
+                totals += stats[1:]
+                if k == 0:
+                    # The first micro-batch's mean normaliser per rank keeps the backward's scale
+                    # near a plain mean loss; the exact global normaliser is applied below.
+                    reference = max(float(stats[-1]), 1.0) / self.world_size
+                self.scaler.scale(losses["loss"] * (weight / reference)).backward()
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self._params if p.grad is not None]
+        # DDP averaged over ranks; gradients must be those of (sum of losses) / (global normaliser).
+        correction = reference * self.world_size / max(float(totals[-1]), 1.0)
+        if correction != 1.0:
+            torch._foreach_mul_(grads, correction)
+        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if self.clip_grad:
+            torch.nn.utils.clip_grads_with_norm_(self._params, float(self.clip_grad), grad_norm, foreach=True)
+        if not torch.isfinite(grad_norm) and not self.use_amp:  # gradients are equal on all ranks here
+            return self._skip_step("gradients", batches, saved_buffers)
         self.bad_steps = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
-        return {k: float(losses[k].detach()) for k in LOSS_KEYS}
+        total = max(float(totals[-1]), 1.0)
+        return {key: float(value) / total for key, value in zip(LOSS_KEYS, totals[:-1].tolist(), strict=True)}
 
-    def _skip_step(self, what: str, batch: Mapping[str, Any]) -> None:
-        """Count a skipped step; stop the run after ``max_bad_steps`` of them in a row."""
+    def _skip_step(
+        self, what: str | None, batches: Sequence[Mapping[str, Any]], saved_buffers: Sequence[torch.Tensor]
+    ) -> None:
+        """Undo the step's BatchNorm updates and gradients, count it, log which images of which
+        rank went wrong; stop the run after ``max_bad_steps`` skipped steps in a row."""
+        torch._foreach_copy_(self._buffers, saved_buffers)
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_steps += 1
         self.skipped_steps += 1
-        ids = [int(i) for i in batch["image_ids"]]
-        self.logger.warning("iteration %d: non-finite %s, step skipped (images %s)", self.iteration, what, ids)
+        ids = [int(i) for batch in batches for i in batch["image_ids"]]
+        reports = all_gather_objects((what, ids) if what is not None else None)
+        found = [(rank, *report) for rank, report in enumerate(reports) if report is not None]
+        parts = ", ".join(dict.fromkeys(part for _, part, _ in found))
+        where = "; ".join(
+            (f"rank {rank} " if self.world_size > 1 else "") + f"image ids {image_ids}" for rank, _, image_ids in found
+        )
+        self.logger.warning("iteration %d: non-finite %s, step skipped (%s)", self.iteration, parts, where)
         if self.bad_steps >= self.max_bad_steps:
             raise TrainingError(
-                f"non-finite {what} for {self.bad_steps} steps in a row (last batch: image ids {ids}); "
+                f"non-finite {parts} for {self.bad_steps} steps in a row (last batch: {where}); "
                 "check these images, lower optimizer.lr or set train.clip_grad"
             )
         return None
 
+    def _step_batches(self) -> Any:
+        """The epoch's micro-batches in groups of ``accumulate`` (``iters_per_epoch`` groups)."""
+        group: list[Mapping[str, Any]] = []
+        steps = 0
+        for batch in self.loader:
+            group.append(batch)
+            if len(group) == self.accumulate:
+                yield group
+                group, steps = [], steps + 1
+                if steps == self.iters_per_epoch:
+                    return
+
     def train_epoch(self) -> dict[str, Any]:
         self.model.train()
         self._set_no_aug(self.epoch)
-        # Shuffling and augmentation depend on the seed and the epoch only, so that a resumed
-        # run sees the same data as an uninterrupted one.
-        self.loader.generator.manual_seed(self.seed + self.epoch)
+        # Shuffling and augmentation depend on the seed, the epoch and the rank only, so that a
+        # resumed run sees the same data as an uninterrupted one. The permutation is shared by
+        # all ranks (the sampler's seed + epoch); augmentation draws differ per rank.
+        self.sampler.set_epoch(self.epoch)
+        data_seed = self.seed + self.epoch + RANK_SEED_STRIDE * self.rank
+        self.loader.generator.manual_seed(data_seed)
         if self.loader.num_workers == 0:
-            reseed_dataset(self.train_set, self.seed + self.epoch)
+            reseed_dataset(self.train_set, data_seed)
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         steps, images_seen, start = 0, 0, time.perf_counter()
         bar = tqdm(
-            self.loader,
+            self._step_batches(),
+            total=self.iters_per_epoch,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             disable=not self.progress,
             dynamic_ncols=True,
             leave=False,
         )
         lr = self.scheduler.lr_at(self.iteration)
-        for batch in bar:
+        for group in bar:
             lr = self.scheduler.step(self.iteration)
-            parts = self.train_step(batch)
+            parts = self.train_step(group)
             self.iteration += 1
-            images_seen += int(batch["images"].shape[0])
+            images_seen += self.world_size * sum(int(batch["images"].shape[0]) for batch in group)
             if parts is None:
                 continue
             steps += 1
@@ -375,6 +508,9 @@ class Trainer:
         if self.val_set is None:
             raise ConfigError("data.val: missing; evaluation needs a validation set")
         model = copy.deepcopy(self.ema.module if self.ema is not None else self.model)
+        # Without SyncBN each rank's BatchNorm statistics (and so its EMA) drift apart between
+        # DDP's buffer broadcasts: every shard is evaluated with rank 0's model, the one saved.
+        broadcast_module_state(model)
         eval_cfg = self.cfg.get("eval", {})
         predictor = Predictor(
             model.fuse(),
@@ -387,9 +523,10 @@ class Trainer:
         return evaluate_dataset(
             predictor,
             self.val_set,
-            batch_size=int(eval_cfg.get("batch_size", self.batch_size)),
+            batch_size=int(eval_cfg.get("batch_size", self.batch_per_device)),
             verbose=False,
-            progress=self.progress if progress is None else progress,
+            progress=self.progress if progress is None else progress and self.is_main,
+            distributed=self.dist.distributed,
         )
 
     def save_prediction_samples(self, count: int = 4, conf_threshold: float = 0.3) -> list[Path]:
@@ -430,16 +567,17 @@ class Trainer:
         metrics: dict[str, Any] = {}
         while self.epoch < self.epochs:
             metrics = self.run_epoch() or metrics
-        plot_training_curves(self.history, self.run_dir / "plots")
-        if self.val_set is not None:
-            self.save_prediction_samples()
+        if self.is_main:
+            plot_training_curves(self.history, self.run_dir / "plots")
+            if self.val_set is not None:
+                self.save_prediction_samples()
         if self.tb_writer is not None:
             self.tb_writer.close()
         return metrics
 
     def run_epoch(self) -> dict[str, Any]:
-        """Train one epoch, evaluate when due, log and write the checkpoints; returns the
-        evaluation's metrics ({} when there was none)."""
+        """Train one epoch, evaluate when due, log and write the checkpoints (rank 0); returns
+        the evaluation's metrics ({} when there was none), the same on every rank."""
         metrics: dict[str, Any] = {}
         row = self.train_epoch()
         last_epoch = self.epoch + 1 == self.epochs
@@ -448,14 +586,16 @@ class Trainer:
             row.update(mAP50_95=metrics["mAP50_95"], mAP50=metrics["mAP50"])
         self.epoch += 1
         self.history.append(row)
+        improved = row.get("mAP50_95") is not None and row["mAP50_95"] > self.best_map
+        if improved:
+            self.best_map = row["mAP50_95"]
+        if not self.is_main:
+            return metrics
         self.logger.info(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if self.tb_writer is not None:
             for k, v in row.items():
                 if k != "epoch" and v is not None:
                     self.tb_writer.add_scalar(k, v, self.epoch)
-        improved = row.get("mAP50_95") is not None and row["mAP50_95"] > self.best_map
-        if improved:
-            self.best_map = row["mAP50_95"]
         state = self.state_dict()
         save_checkpoint(state, self.weights_dir / "last.pt")
         if improved:

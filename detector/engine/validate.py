@@ -1,29 +1,27 @@
-"""COCO evaluation of a model on a dataset: predictor + pycocotools evaluator."""
+"""COCO evaluation of a model on a dataset: predictor + pycocotools evaluator, on one process
+or sharded over the ranks of a torch.distributed run."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from detector.data.loader import build_dataloader
+from detector.engine.distributed import broadcast_object, gather_objects, world
 from detector.engine.evaluator import detections_to_coco_results, evaluate_coco
 from detector.inference import Predictor
 
+#: One image's detections: boxes [N, 4] xyxy image pixels, scores [N], labels [N] (contiguous).
+ImageDetections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-def evaluate_dataset(
-    predictor: Predictor,
-    dataset: Any,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    verbose: bool = True,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Predict every image of ``dataset`` (its transform must be the eval letterbox at the
-    predictor's size) and score them with COCOeval against ``dataset.coco``.
 
-    Returns the evaluator's metrics dict (``mAP50_95``, ``mAP50``, ..., ``per_class``).
-    """
+def predict_dataset(
+    predictor: Predictor, dataset: Any, batch_size: int = 8, num_workers: int = 0, progress: bool = True
+) -> tuple[list[int], list[ImageDetections]]:
+    """Image ids and detections (CPU tensors) of every image of ``dataset``, in dataset order."""
     loader = build_dataloader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     image_ids, detections = [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
@@ -33,5 +31,42 @@ def evaluate_dataset(
             image_ids.append(int(image_id))
             det = det.to("cpu")
             detections.append((det.boxes, det.scores, det.labels))
-    results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)
-    return evaluate_coco(dataset.coco, results, class_names=dataset.class_names, image_ids=image_ids, verbose=verbose)
+    return image_ids, detections
+
+
+def evaluate_dataset(
+    predictor: Predictor,
+    dataset: Any,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    verbose: bool = True,
+    progress: bool = True,
+    distributed: bool = False,
+) -> dict[str, Any]:
+    """Predict every image of ``dataset`` (its transform must be the eval letterbox at the
+    predictor's size) and score them with COCOeval against ``dataset.coco``.
+
+    With ``distributed`` (in a process group of several ranks) rank r predicts images r, r + W,
+    r + 2W, ... (each image exactly once), rank 0 gathers them in dataset order and scores them,
+    and every rank returns rank 0's metrics: the numbers of a single-process evaluation.
+    Returns the evaluator's metrics dict (``mAP50_95``, ``mAP50``, ..., ``per_class``).
+    """
+    rank, world_size = world() if distributed else (0, 1)
+    shard = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
+    image_ids, detections = predict_dataset(predictor, shard, batch_size, num_workers, progress and rank == 0)
+    if world_size > 1:
+        shards = gather_objects((image_ids, detections))
+        if rank == 0:
+            # Shard r holds dataset indices r, r + W, ...: interleave them back into dataset order.
+            image_ids = [None] * len(dataset)
+            detections = [None] * len(dataset)
+            for r, (ids, dets) in enumerate(shards):
+                image_ids[r::world_size] = ids
+                detections[r::world_size] = dets
+    metrics = None
+    if rank == 0:
+        results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)
+        metrics = evaluate_coco(
+            dataset.coco, results, class_names=dataset.class_names, image_ids=image_ids, verbose=verbose
+        )
+    return broadcast_object(metrics) if world_size > 1 else metrics

@@ -172,13 +172,48 @@ class Focus(nn.Module):
     stem weights depend on.
     """
 
+    #: (row, column) offset of each 2x2 block position, in channel-group order.
+    BLOCK_OFFSETS = ((0, 0), (1, 0), (0, 1), (1, 1))
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act: str = "silu"):
         super().__init__()
         self.conv = ConvBNAct(in_channels * 4, out_channels, kernel_size, stride, act=act)
+        self.folded = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = (x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2])
+        if self.folded:
+            return self.conv(x)
+        patches = tuple(x[..., dy::2, dx::2] for dy, dx in self.BLOCK_OFFSETS)
         return self.conv(torch.cat(patches, dim=1))
+
+    def fold_space_to_depth(self) -> bool:
+        """Replace space-to-depth + k x k conv (stride 1, padding k // 2) by the equal 2k x 2k
+        conv with stride 2 and padding 2 * (k // 2) on the input, for inference: the slicing and
+        the 4x-channel copy disappear (YOLOv5 6.0 made the same change). Equal up to float
+        rounding; the stem's weights change shape, so fold only models that are not trained or
+        saved afterwards. Returns False (and changes nothing) for other conv settings."""
+        conv = self.conv.conv
+        k = conv.kernel_size[0]
+        if (
+            self.folded or conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1)
+            or conv.padding != (k // 2, k // 2) or conv.groups != 1 or conv.dilation != (1, 1)
+        ):  # fmt: skip
+            return False
+        channels = conv.in_channels // 4
+        folded = nn.Conv2d(channels, conv.out_channels, 2 * k, 2, 2 * (k // 2), bias=conv.bias is not None)
+        folded = folded.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            weight = torch.zeros_like(folded.weight)
+            for group, (dy, dx) in enumerate(self.BLOCK_OFFSETS):
+                # Input pixel (2i + dy, 2j + dx) is block pixel (i, j) of channel group `group`.
+                weight[:, :, dy::2, dx::2] = conv.weight[:, group * channels : (group + 1) * channels]
+            folded.weight.copy_(weight)
+            if conv.bias is not None:
+                folded.bias.copy_(conv.bias)
+        folded.requires_grad_(conv.weight.requires_grad)
+        self.conv.conv = folded
+        self.folded = True
+        return True
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -204,9 +239,14 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def fuse_model(model: nn.Module) -> nn.Module:
-    """Fold every ConvBNAct's BatchNorm into its conv, in place; returns ``model``."""
+    """Fold every ConvBNAct's BatchNorm into its conv and every Focus's space-to-depth into its
+    conv (``Focus.fold_space_to_depth``), in place, for inference; returns ``model``."""
     for module in model.modules():
-        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
+        # _BatchNorm: also the SyncBatchNorm of a distributed run's model.
+        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.modules.batchnorm._BatchNorm):
             module.conv = fuse_conv_bn(module.conv, module.bn)
             module.bn = nn.Identity()
+    for module in model.modules():
+        if isinstance(module, Focus):
+            module.fold_space_to_depth()
     return model

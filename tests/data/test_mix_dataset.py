@@ -11,7 +11,7 @@ from detector.data.coco import CocoDataset
 from detector.data.loader import build_dataloader
 from detector.data.mix import MixParams
 from detector.data.mix_dataset import MixDataset, build_train_dataset
-from detector.data.synthetic import generate_synthetic_coco
+from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.data.transforms import TrainTransform
 from detector.data.yolo_txt import YoloTxtDataset
 from detector.registry import ConfigError
@@ -201,7 +201,7 @@ def test_works_over_coco_and_yolo_txt_datasets(shapes, tmp_path):
 
 
 def test_build_train_dataset_from_config(shapes):
-    train = {"type": "CocoDataset", "ann_file": str(shapes["train_ann"]), "img_dir": str(shapes["train_images"])}
+    train = coco_split_configs(shapes)["train"]
 
     data = {"train": train, "imgsz": 64, "augment": [{"type": "HorizontalFlip", "p": 0.5}]}
     plain = build_train_dataset(data)

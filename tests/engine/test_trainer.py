@@ -7,7 +7,7 @@ import torch
 
 from detector.config import load_config
 from detector.data.mix_dataset import MixDataset
-from detector.data.synthetic import generate_synthetic_coco
+from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.engine.checkpoint import load_checkpoint
 from detector.engine.trainer import Trainer, TrainingError
 from detector.registry import ConfigError
@@ -21,8 +21,7 @@ def shapes(tmp_path_factory):
 def make_cfg(configs_dir, shapes, tmp_path, **train):
     cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
     cfg["data"].update(
-        train={"type": "CocoDataset", "ann_file": str(shapes["train_ann"]), "img_dir": str(shapes["train_images"])},
-        val={"type": "CocoDataset", "ann_file": str(shapes["val_ann"]), "img_dir": str(shapes["val_images"])},
+        **coco_split_configs(shapes),
         imgsz=96,
         batch_size=4,
         num_workers=0,

@@ -73,6 +73,39 @@ def test_focus_channel_order():
     assert out.shape == (1, 4, 2, 2)
 
 
+@pytest.mark.parametrize(("kernel_size", "channels"), [(1, 3), (3, 3), (5, 2)])
+def test_focus_fold_equals_space_to_depth(kernel_size, channels):
+    torch.manual_seed(0)
+    focus = Focus(channels, 8, kernel_size=kernel_size).eval()
+    x = torch.rand(2, channels, 12, 20) * 255
+    with torch.no_grad():
+        expected = focus(x)
+        assert focus.fold_space_to_depth()
+        folded = focus(x)
+    conv = focus.conv.conv
+    assert (conv.in_channels, conv.kernel_size, conv.stride) == (channels, (2 * kernel_size,) * 2, (2, 2))
+    assert folded.shape == expected.shape
+    torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_focus_fold_hand_computed():
+    # 1x1 conv weights 1, 10, 100, 1000 on the four block pixels: one 2x2 stride-2 conv.
+    focus = Focus(1, 1, kernel_size=1, act="identity")
+    focus.conv.bn = nn.Identity()
+    focus.conv.conv.weight.data = torch.tensor([1.0, 10.0, 100.0, 1000.0]).reshape(1, 4, 1, 1)
+    assert focus.fold_space_to_depth()
+    # top-left x1, bottom-left x10, top-right x100, bottom-right x1000
+    assert focus.conv.conv.weight[0, 0].tolist() == [[1.0, 100.0], [10.0, 1000.0]]
+    assert not focus.fold_space_to_depth()  # already folded
+
+
+def test_focus_fold_refuses_strided_conv():
+    focus = Focus(3, 8, kernel_size=3, stride=2)
+    weight = focus.conv.conv.weight.clone()
+    assert not focus.fold_space_to_depth()
+    assert not focus.folded and torch.equal(focus.conv.conv.weight, weight)
+
+
 def test_fuse_conv_bn_hand_computed():
     conv = nn.Conv2d(1, 1, 1, bias=False)
     nn.init.constant_(conv.weight, 2.0)

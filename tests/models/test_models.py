@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detector import build_model, load_config
+from detector.models.layers import Focus
 from detector.registry import ConfigError
 
 PRESETS = ["nano", "tiny", "s", "m", "l", "x"]
@@ -76,6 +77,7 @@ def test_fuse_keeps_outputs(models, name):
         expected = model(x)
         fused = model.fuse()(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(m.folded for m in model.modules() if isinstance(m, Focus))  # space-to-depth folded too
     assert (fused - expected).abs().max().item() < 1e-5 * max(1.0, expected.abs().max().item())
 
 

@@ -127,4 +127,6 @@ class YOLOv5Loss(nn.Module):
             "cls": cls.detach(),
             "l1": zero.detach(),
             "num_fg": torch.tensor(float(num_fg)),
+            # The parts are batch means (YOLOv5's own normalisation): weigh batches by their images.
+            "normalizer": torch.tensor(float(batch)),
         }

@@ -31,7 +31,7 @@ def nan_losses(flat_raw: torch.Tensor) -> dict[str, torch.Tensor]:
     instead of the assigner failing on them."""
     nan = flat_raw.sum() * float("nan")
     parts = dict.fromkeys(("iou", "obj", "cls", "l1"), nan.detach())
-    return {"loss": nan, **parts, "num_fg": torch.tensor(0.0)}
+    return {"loss": nan, **parts, "num_fg": torch.tensor(0.0), "normalizer": torch.tensor(0.0)}
 
 
 def build_cls_loss(cfg: Mapping[str, Any] | None, path: str = "cls_loss") -> nn.Module:
@@ -85,8 +85,9 @@ class YOLOXLoss(nn.Module):
         flat_raw: ``[B, P, 5 + C]`` raw head outputs (tx, ty, tw, th, obj logit, class logits);
         pred_boxes: ``[B, P, 4]`` decoded cx, cy, w, h input pixels; priors: ``[P, 5]``;
         targets: ``[M, 6]`` (batch index, label, x1, y1, x2, y2 input pixels).
-        Returns ``loss`` (the weighted total) and its parts ``iou``, ``obj``, ``cls``, ``l1``
-        and ``num_fg``.
+        Returns ``loss`` (the weighted total), its parts ``iou``, ``obj``, ``cls``, ``l1``,
+        ``num_fg`` and ``normalizer`` (the positives count the parts were divided by, before its
+        clamp at 1).
         """
         if not torch.isfinite(flat_raw).all():
             return nan_losses(flat_raw)
@@ -137,4 +138,7 @@ class YOLOXLoss(nn.Module):
             "cls": loss_cls.detach(),
             "l1": loss_l1.detach(),
             "num_fg": torch.tensor(float(total_fg)),
+            # What every part was divided by (before the clamp at 1): the trainer sums the parts
+            # back up to normalise over a whole distributed / accumulated step.
+            "normalizer": torch.tensor(float(total_fg)),
         }
