@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -16,7 +17,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, Fi
 
 def run_tool(main: Callable[[], int], debug: bool = False) -> int:
     """Run ``main``; a user error prints ``error: <message>`` and returns 2 (``debug`` shows
-    the traceback). In a process of a torchrun launch the line names the rank."""
+    the traceback). In a process of a torchrun launch the line names the rank. Warnings of the
+    library (e.g. broken images left out) go to stderr as ``warning: <message>``."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         return main()
     except USER_ERRORS as exc:

@@ -15,6 +15,7 @@ Samples follow ``detector.data.coco``: boxes xyxy pixels, labels ``0..C-1``, ima
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,16 @@ import torch
 import yaml
 from pycocotools.coco import COCO
 
-from detector.data.coco import Sample, empty_targets, load_coco_quietly, read_image
+from detector.data import problems as P
+from detector.data.coco import (
+    BrokenImageError,
+    Sample,
+    empty_targets,
+    load_coco_quietly,
+    load_or_replace,
+    read_image_checked,
+)
+from detector.data.problems import DataProblems, image_file_problem
 from detector.fileio import IMAGE_SUFFIXES
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.registry import DATASETS, ConfigError
@@ -40,23 +50,52 @@ def label_path_for(image_path: Path) -> Path:
     raise ValueError(f"image {image_path} is not under an 'images' folder, so its labels folder is unknown")
 
 
-def read_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``[N]`` int64 labels and ``[N, 4]`` float32 normalised cx, cy, w, h from one label file."""
+def read_label_file(
+    path: Path, num_classes: int, problems: DataProblems | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[N]`` int64 labels and ``[N, 4]`` float32 normalised cx, cy, w, h from one label file.
+
+    Without ``problems`` a bad line raises ``ValueError`` naming ``file:line``. With it, bad
+    lines (column count, non-numeric, class id out of range) and bad boxes (NaN / infinite,
+    zero or negative size, entirely outside 0..1) are counted there and skipped; boxes partly
+    outside are kept (clipped later) and counted as a notice."""
     labels: list[int] = []
     rows: list[list[float]] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+
+    def bad(kind: str, where: str, message: str) -> None:
+        if problems is None:
+            raise ValueError(message)
+        problems.add(kind, where)
+
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         fields = line.split()
+        where = f"{path.name}:{lineno}"
         if not fields:
             continue
         if len(fields) != 5:
-            raise ValueError(f"{path}:{lineno}: expected 5 columns 'class cx cy w h', got {len(fields)}")
+            bad(P.BAD_LABEL_LINE, where, f"{path}:{lineno}: expected 5 columns 'class cx cy w h', got {len(fields)}")
+            continue
         try:
             cls_f = float(fields[0])
             values = [float(v) for v in fields[1:]]
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: non-numeric value in {line.strip()!r}") from None
-        if cls_f != int(cls_f) or not 0 <= cls_f < num_classes:
-            raise ValueError(f"{path}:{lineno}: class {fields[0]} is not an integer in 0..{num_classes - 1}")
+            bad(P.BAD_LABEL_LINE, where, f"{path}:{lineno}: non-numeric value in {line.strip()!r}")
+            continue
+        if not math.isfinite(cls_f) or cls_f != int(cls_f) or not 0 <= cls_f < num_classes:
+            bad(P.BAD_CLASS_ID, where, f"{path}:{lineno}: class {fields[0]} is not an integer in 0..{num_classes - 1}")
+            continue
+        cx, cy, w, h = values
+        if not all(math.isfinite(v) for v in values):
+            bad(P.NON_FINITE_BOX, where, f"{path}:{lineno}: box {line.strip()!r} has NaN or infinite values")
+            continue
+        if w <= 0 or h <= 0:
+            bad(P.EMPTY_BOX, where, f"{path}:{lineno}: box {line.strip()!r} has zero or negative size")
+            continue
+        if cx + w / 2 <= 0 or cy + h / 2 <= 0 or cx - w / 2 >= 1 or cy - h / 2 >= 1:
+            bad(P.OUTSIDE_BOX, where, f"{path}:{lineno}: box {line.strip()!r} is outside the image (0..1)")
+            continue
+        if problems is not None and (cx - w / 2 < 0 or cy - h / 2 < 0 or cx + w / 2 > 1 or cy + h / 2 > 1):
+            problems.add(P.CLIPPED_BOX, where)
         labels.append(int(cls_f))
         rows.append(values)
     if not rows:
@@ -80,7 +119,9 @@ def _parse_names(names: Any, data_yaml: Path) -> list[str]:
 class YoloTxtDataset(torch.utils.data.Dataset):
     """One split of a YOLO txt dataset; ``coco`` gives an in-memory ground truth for evaluation.
 
-    ``cat_ids[label]`` is ``label + 1`` (the category ids of ``coco``).
+    ``cat_ids[label]`` is ``label + 1`` (the category ids of ``coco``). Bad data is handled as
+    in ``CocoDataset``: missing or truncated images and bad label lines are left out and
+    counted in ``problems``, up to ``max_broken_fraction`` of the images.
     """
 
     def __init__(
@@ -88,10 +129,14 @@ class YoloTxtDataset(torch.utils.data.Dataset):
         data_yaml: str | Path,
         split: str = "train",
         transform: Callable[[Sample], Sample] | None = None,
+        max_broken_fraction: float = P.DEFAULT_MAX_BROKEN_FRACTION,
     ) -> None:
         self.data_yaml = Path(data_yaml)
         self.split = split
         self.transform = transform
+        self.max_broken_fraction = float(max_broken_fraction)
+        self.problems = DataProblems(f"{self.data_yaml} ({split})")
+        self._failed: set[int] = set()
         if not self.data_yaml.is_file():
             raise FileNotFoundError(f"data YAML not found: {self.data_yaml}")
         cfg = yaml.safe_load(self.data_yaml.read_text(encoding="utf-8")) or {}
@@ -108,9 +153,16 @@ class YoloTxtDataset(torch.utils.data.Dataset):
         if not root.is_absolute():
             root = self.data_yaml.parent / root
         self.root = root
-        self.image_files = self._list_images(cfg[split])
-        if not self.image_files:
+        listed = self._list_images(cfg[split])
+        if not listed:
             raise FileNotFoundError(f"{self.data_yaml}: {split}: no images found")
+        self.image_files = []
+        for image_file in listed:
+            kind = image_file_problem(image_file)
+            if kind is None:
+                self.image_files.append(image_file)
+            else:
+                self.problems.add(kind, image_file.name, image=image_file.name)
 
         # Labels are read once (small text files); boxes stay normalised until the image is
         # decoded, because the pixel size is only known then.
@@ -118,10 +170,12 @@ class YoloTxtDataset(torch.utils.data.Dataset):
         for image_file in self.image_files:
             label_file = label_path_for(image_file)
             if label_file.is_file():
-                self._targets.append(read_label_file(label_file, self.num_classes))
+                self._targets.append(read_label_file(label_file, self.num_classes, self.problems))
             else:
                 self._targets.append((np.zeros((0,), dtype=np.int64), np.zeros((0, 4), dtype=np.float32)))
         self._coco: COCO | None = None
+        self.problems.log(len(listed))
+        self.problems.check_share(len(listed), self.max_broken_fraction)
 
     def _list_images(self, entry: Any) -> list[Path]:
         entries = entry if isinstance(entry, list) else [entry]
@@ -170,8 +224,12 @@ class YoloTxtDataset(torch.utils.data.Dataset):
         return boxes[keep], labels[keep].copy()
 
     def load_sample(self, index: int) -> Sample:
-        """The untransformed sample ``index`` (image decoded, boxes in original pixels)."""
-        image = read_image(self.image_files[index])
+        """The untransformed sample ``index`` (image decoded, boxes in original pixels); a broken
+        image is reported once and the next readable one returned (``load_or_replace``)."""
+        return load_or_replace(self, index, self._load_sample)
+
+    def _load_sample(self, index: int) -> Sample:
+        image = read_image_checked(self.image_files[index])
         h, w = image.shape[:2]
         boxes, labels = self._pixel_targets(index, h, w)
         return {"image": image, "boxes": boxes, "labels": labels, "image_id": index, "orig_size": (h, w)}
@@ -190,7 +248,13 @@ class YoloTxtDataset(torch.utils.data.Dataset):
     def _coco_dict(self) -> dict[str, Any]:
         images, annotations = [], []
         for index, path in enumerate(self.image_files):
-            h, w = _image_size(path)
+            try:
+                h, w = _image_size(path)
+            except BrokenImageError as exc:  # not evaluated; training replaces it too
+                if index not in self._failed:
+                    self._failed.add(index)
+                    self.problems.add(exc.kind, path.name, image=path.name)
+                continue
             images.append({"id": index, "file_name": str(path), "height": h, "width": w})
             boxes, labels = self._pixel_targets(index, h, w)
             for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
@@ -216,6 +280,6 @@ class YoloTxtDataset(torch.utils.data.Dataset):
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """``(h, w)`` of an image file, as ``read_image`` decodes it."""
-    h, w = read_image(path).shape[:2]
+    """``(h, w)`` of an image file, as ``read_image`` decodes it (``BrokenImageError`` if it cannot)."""
+    h, w = read_image_checked(path).shape[:2]
     return int(h), int(w)

@@ -265,9 +265,12 @@ class Trainer:
         if self.is_main:
             handler: logging.Handler = logging.FileHandler(self.run_dir / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            # Data problems (broken images, bad boxes) are logged by the datasets: into train.log too.
+            logging.getLogger("detector.data").addHandler(handler)
         else:  # what the other ranks see reaches rank 0's log through collectives
             handler = logging.NullHandler()
         logger.addHandler(handler)
+        self._log_handler = handler
         return logger
 
     def _make_tensorboard(self) -> Any:
@@ -573,6 +576,7 @@ class Trainer:
                 self.save_prediction_samples()
         if self.tb_writer is not None:
             self.tb_writer.close()
+        logging.getLogger("detector.data").removeHandler(self._log_handler)
         return metrics
 
     def run_epoch(self) -> dict[str, Any]:

@@ -21,13 +21,17 @@ ImageDetections = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def predict_dataset(
     predictor: Predictor, dataset: Any, batch_size: int = 8, num_workers: int = 0, progress: bool = True
 ) -> tuple[list[int], list[ImageDetections]]:
-    """Image ids and detections (CPU tensors) of every image of ``dataset``, in dataset order."""
+    """Image ids and detections (CPU tensors) of every image of ``dataset``, in dataset order
+    (an image that failed to load is left out: the dataset returned the next one in its place)."""
     loader = build_dataloader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    image_ids, detections = [], []
+    image_ids, detections, seen = [], [], set()
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images = batch["images"].to(predictor.device, non_blocking=True)
         dets = predictor.predict_tensor(images, batch["ratios"].tolist(), batch["orig_sizes"])
         for image_id, det in zip(batch["image_ids"], dets, strict=True):
+            if int(image_id) in seen:  # a broken image's replacement (its own turn comes too)
+                continue
+            seen.add(int(image_id))
             image_ids.append(int(image_id))
             det = det.to("cpu")
             detections.append((det.boxes, det.scores, det.labels))
@@ -57,12 +61,14 @@ def evaluate_dataset(
     if world_size > 1:
         shards = gather_objects((image_ids, detections))
         if rank == 0:
-            # Shard r holds dataset indices r, r + W, ...: interleave them back into dataset order.
-            image_ids = [None] * len(dataset)
-            detections = [None] * len(dataset)
-            for r, (ids, dets) in enumerate(shards):
-                image_ids[r::world_size] = ids
-                detections[r::world_size] = dets
+            # Back into dataset order; a broken image's replacement may come from another shard.
+            position = {int(image_id): i for i, image_id in enumerate(dataset.image_ids)}
+            merged = {}
+            for ids, dets in shards:
+                for image_id, det in zip(ids, dets, strict=True):
+                    merged.setdefault(image_id, det)
+            image_ids = sorted(merged, key=lambda image_id: position.get(image_id, len(position)))
+            detections = [merged[image_id] for image_id in image_ids]
     metrics = None
     if rank == 0:
         results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from conftest import shared_dir
 
+from detector.data import problems as P
 from detector.data.coco import CocoDataset
+from detector.data.problems import DatasetError
 from detector.data.transforms import EvalTransform
 from detector.registry import DATASETS
 
@@ -152,24 +154,28 @@ def small_coco(tmp_path):
 
 def test_clipping_degenerate_and_crowd(small_coco):
     ann_file, img_dir = small_coco
-    dataset = CocoDataset(ann_file, img_dir)
+    dataset = CocoDataset(ann_file, img_dir, max_broken_fraction=1.0)
     assert dataset.cat_ids == [1, 3] and dataset.class_names == ["one", "three"]
     sample = dataset.load_sample(0)
     assert sample["image_id"] == 7 and sample["orig_size"] == (20, 30)
     np.testing.assert_allclose(sample["boxes"], [[0, 2, 5, 12], [25, 5, 30, 9]])
     np.testing.assert_array_equal(sample["labels"], [1, 0])
-    assert len(dataset.coco.getAnnIds(imgIds=[7])) == 5
-    assert CocoDataset(ann_file, img_dir, filter_empty=True).image_ids == [7]
+    # The entirely-outside and zero-width boxes are counted and left out of the ground truth too.
+    assert len(dataset.coco.getAnnIds(imgIds=[7])) == 3
+    assert dataset.problems.examples[P.OUTSIDE_BOX] == ["annotation 3"]
+    assert dataset.problems.examples[P.EMPTY_BOX] == ["annotation 4"]
+    assert dataset.problems.counts[P.CLIPPED_BOX] == 2
+    assert CocoDataset(ann_file, img_dir, filter_empty=True, max_broken_fraction=1.0).image_ids == [7]
 
 
-def test_missing_and_unreadable_images_name_the_file(small_coco):
+def test_missing_and_unreadable_images_are_named_and_replaced(small_coco):
     ann_file, img_dir = small_coco
-    dataset = CocoDataset(ann_file, img_dir)
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        dataset[1]
-    with pytest.raises(OSError, match="broken.jpg"):
-        dataset[2]
-    with pytest.raises(ValueError, match="wrong_size.png"):
-        dataset[3]
+    with pytest.raises(DatasetError, match=r"1 of 4 images are broken .*image file missing: 1 \(missing\.jpg\)"):
+        CocoDataset(ann_file, img_dir)  # the default share, 5 %
+    dataset = CocoDataset(ann_file, img_dir, max_broken_fraction=1.0)
+    assert dataset.image_ids == [7, 9, 10]  # missing.jpg left out when the set is built
+    assert dataset[1]["image_id"] == 7  # broken.jpg, then wrong_size.png fail: the next readable one
+    assert dataset.problems.examples[P.UNREADABLE_IMAGE] == ["broken.jpg"]
+    assert dataset.problems.examples[P.SIZE_MISMATCH] == ["wrong_size.png"]
     with pytest.raises(FileNotFoundError, match="nope.json"):
         CocoDataset(ann_file.parent / "nope.json", img_dir)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import COCOeval
 
+from detector.data import problems as P
 from detector.data.yolo_txt import YoloTxtDataset, label_path_for
 from detector.registry import DATASETS, ConfigError
 
@@ -83,21 +84,20 @@ def test_coco_ground_truth_for_the_evaluator(yolo_tree):
     assert evaluator.stats[0] == pytest.approx(1.0)
 
 
-def test_wrong_column_count_names_file_and_line(yolo_tree):
+def test_wrong_column_count_is_counted_with_file_and_line(yolo_tree):
     bad = yolo_tree.parent.parent / "data" / "labels" / "train" / "a.txt"
     bad.write_text("0 0.5 0.5 0.2 0.4\n1 0.5 0.5 0.2\n")
-    with pytest.raises(ValueError, match=r"a\.txt:2: expected 5 columns"):
-        YoloTxtDataset(yolo_tree, "train")
+    dataset = YoloTxtDataset(yolo_tree, "train")
+    assert dataset.problems.examples[P.BAD_LABEL_LINE] == ["a.txt:2"]
+    index = [path.name for path in dataset.image_files].index("a.png")
+    assert dataset.load_sample(index)["labels"].tolist() == [0]  # the good line is kept
 
 
-def test_bad_class_and_values_name_file_and_line(yolo_tree):
+def test_bad_class_and_values_are_counted_with_file_and_line(yolo_tree):
     bad = yolo_tree.parent.parent / "data" / "labels" / "train" / "a.txt"
-    bad.write_text("2 0.5 0.5 0.2 0.4\n")
-    with pytest.raises(ValueError, match=r"a\.txt:1: class 2 is not an integer in 0\.\.1"):
-        YoloTxtDataset(yolo_tree, "train")
-    bad.write_text("0 0.5 x 0.2 0.4\n")
-    with pytest.raises(ValueError, match=r"a\.txt:1: non-numeric"):
-        YoloTxtDataset(yolo_tree, "train")
+    bad.write_text("2 0.5 0.5 0.2 0.4\n0 0.5 x 0.2 0.4\n")
+    problems = YoloTxtDataset(yolo_tree, "train").problems
+    assert problems.examples[P.BAD_CLASS_ID] == ["a.txt:1"] and problems.examples[P.BAD_LABEL_LINE] == ["a.txt:2"]
 
 
 def test_config_errors(yolo_tree):
