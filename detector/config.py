@@ -24,6 +24,8 @@ from detector.fileio import atomic_write
 from detector.registry import ConfigError
 
 BASE_KEY = "_base_"
+#: The package's own configs (``configs/`` beside ``detector/``): bases may always come from here.
+PACKAGE_CONFIGS = Path(__file__).absolute().parents[1] / "configs"
 DELETE_KEY = "_delete_"
 
 #: Top-level sections a config may have; later subsystems add theirs here.
@@ -96,8 +98,23 @@ def merge_config(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    path = path.resolve()
+def _check_base_location(base: Path, roots: tuple[Path, ...], source: Path) -> None:
+    """A ``_base_`` must be a YAML file inside the folder tree above the top config (its folder
+    and the one above, for the ``../_base_/`` layout) or the package's configs: a config from
+    elsewhere cannot make the loader read arbitrary files."""
+    if base.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{source}: _base_ {base}: expected a .yaml or .yml file")
+    if not any(root in base.parents for root in roots):
+        raise ConfigError(
+            f"{source}: _base_ {base} is outside {roots[0]} and the package's configs {roots[1]}; "
+            "copy the base beside the config"
+        )
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...], roots: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = Path(os.path.normpath(path.absolute()))
+    if not roots:
+        roots = (path.parent.parent, Path(os.path.normpath(PACKAGE_CONFIGS)))
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError(f"{path}: _base_ inheritance cycle: {cycle}")
@@ -109,7 +126,10 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = merge_config(merged, _load_with_bases(path.parent / base, (*chain, path)))
+        # Lexically, without following links: where the config says, not where a link points.
+        base_path = Path(os.path.normpath(path.parent / base))
+        _check_base_location(base_path, roots, path)
+        merged = merge_config(merged, _load_with_bases(base_path, (*chain, path), roots))
     return merge_config(merged, data)
 
 

@@ -13,10 +13,17 @@ from typing import IO, Any
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[IO[Any]], None],
+    binary: bool = False,
+    keep_previous: str | os.PathLike[str] | None = None,
+) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path`` (and fsync the folder where the OS allows). Creates the parent folders.
-    Returns ``path``; on any error the temporary file is removed and ``path`` is untouched."""
+    ``path`` (and fsync the folder where the OS allows). Creates the parent folders. With
+    ``keep_previous``, the file ``path`` held until now is first renamed there, so that at every
+    moment one of the two is complete. Returns ``path``; on any error the temporary file is
+    removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,6 +33,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -126,3 +126,18 @@ def test_dump_round_trip(tree, tmp_path):
     assert yaml.safe_load(out.read_text()) == cfg
     assert load_config(out) == cfg
     assert [p.name for p in out.parent.iterdir()] == ["config.yaml"]  # no temp file left behind
+
+
+def test_bases_outside_the_config_tree_or_not_yaml_are_refused(tmp_path):
+    (tmp_path / "secret.yaml").write_text("model: {}\n")
+    inner = tmp_path / "a" / "b"
+    inner.mkdir(parents=True)
+    write(inner / "x.yaml", "_base_: ../../secret.yaml\n")
+    with pytest.raises(ConfigError, match=r"_base_ .*secret\.yaml is outside .* copy the base beside the config"):
+        load_config(inner / "x.yaml")
+    write(inner / "y.yaml", "_base_: /etc/passwd\n")
+    with pytest.raises(ConfigError, match="expected a .yaml or .yml file"):
+        load_config(inner / "y.yaml")
+    write(inner / "z.yaml", "_base_: ../sibling.yaml\n")  # the ../_base_ layout: one level up is fine
+    write(inner.parent / "sibling.yaml", "train: {epochs: 3}\n")
+    assert load_config(inner / "z.yaml")["train"]["epochs"] == 3

@@ -133,6 +133,10 @@ def clean_coco(data: dict[str, Any], ann_file: Path, img_dir: Path, problems: Da
             problems.add(P.DUPLICATE_IMAGE, f"{name} (id {image['id']})", image=name)
             continue
         known_ids.add(image["id"])
+        name_parts = Path(image["file_name"]).parts
+        if Path(image["file_name"]).is_absolute() or ".." in name_parts:  # "../../etc/passwd" from a download
+            problems.add(P.OUTSIDE_IMAGE_FOLDER, name, image=name)
+            continue
         kind = image_file_problem(img_dir / image["file_name"])
         if kind is not None:
             problems.add(kind, name, image=name)

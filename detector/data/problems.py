@@ -24,6 +24,7 @@ UNREADABLE_IMAGE = "image file truncated or not decodable"
 SIZE_MISMATCH = "image size differs from the annotation file"
 DUPLICATE_IMAGE = "duplicate image id"
 MALFORMED_IMAGE_ENTRY = "image entry with missing or wrongly typed keys"
+OUTSIDE_IMAGE_FOLDER = "image file name leading outside the image folder"
 MALFORMED_ANNOTATION = "annotation with missing or wrongly typed keys"
 UNKNOWN_CATEGORY = "annotation with an unknown category id"
 UNKNOWN_IMAGE = "annotation of an unknown image id"
@@ -33,7 +34,9 @@ OUTSIDE_BOX = "box entirely outside the image"
 CLIPPED_BOX = "box partly outside the image (clipped)"
 BAD_LABEL_LINE = "label line with a wrong column count or non-numeric values"
 BAD_CLASS_ID = "label line with a class id out of range"
-IMAGE_PROBLEMS = (MISSING_IMAGE, UNREADABLE_IMAGE, SIZE_MISMATCH, DUPLICATE_IMAGE, MALFORMED_IMAGE_ENTRY)
+IMAGE_PROBLEMS = (
+    MISSING_IMAGE, UNREADABLE_IMAGE, SIZE_MISMATCH, DUPLICATE_IMAGE, MALFORMED_IMAGE_ENTRY, OUTSIDE_IMAGE_FOLDER,
+)  # fmt: skip
 #: Counted and shown, but nothing is lost (COCO itself has boxes a pixel past the border).
 NOTICES = (CLIPPED_BOX,)
 

@@ -15,10 +15,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated or not a checkpoint of this package."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def previous_path(path: str | os.PathLike[str]) -> Path:
+    """Where ``save_checkpoint(..., keep_previous=True)`` keeps the checkpoint before ``path``:
+    ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str], keep_previous: bool = False) -> Path:
     """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, fsync it,
-    then rename it over ``path``: a crash mid-write never leaves a half-written checkpoint."""
-    return atomic_write(path, lambda f: torch.save(state, f), binary=True)
+    then rename it over ``path``: a crash mid-write never leaves a half-written checkpoint.
+    ``keep_previous`` keeps the one it replaces as ``previous_path(path)`` (the last 2 kept)."""
+    keep = previous_path(path) if keep_previous else None
+    return atomic_write(path, lambda f: torch.save(state, f), binary=True, keep_previous=keep)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -36,3 +45,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
     return state
+
+
+def load_checkpoint_or_previous(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path, str | None]:
+    """``load_checkpoint(path)``, or, when that file is missing, truncated or corrupt, the one
+    kept before it (``previous_path``). Returns ``(state, the path loaded, why path was
+    skipped or None)``; ``CheckpointError`` naming both files when neither loads."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path, map_location), path, None
+    except CheckpointError as exc:
+        previous = previous_path(path)
+        if not previous.is_file():
+            raise
+        try:
+            return load_checkpoint(previous, map_location), previous, str(exc)
+        except CheckpointError as older:
+            raise CheckpointError(f"{exc}; and the previous one: {older}") from None

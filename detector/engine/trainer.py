@@ -24,7 +24,7 @@ from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.mix_dataset import MixDataset, build_train_dataset, train_transform
 from detector.data.step_sampler import StepBatchSampler
 from detector.data.transforms import EvalTransform
-from detector.engine.checkpoint import load_checkpoint, save_checkpoint
+from detector.engine.checkpoint import load_checkpoint_or_previous, save_checkpoint
 from detector.engine.distributed import (
     all_gather_objects,
     all_reduce_sum,
@@ -107,7 +107,8 @@ class Trainer:
     """Trains ``build_model(cfg)`` on ``cfg['data']['train']`` and evaluates on ``val``.
 
     The run folder holds ``config.yaml`` (resolved), ``metrics.csv``, ``train.log``,
-    ``weights/last.pt`` and ``weights/best.pt``, ``plots/*.png`` and ``predictions/*.png``.
+    ``weights/last.pt`` (and ``last.prev.pt``, the one before) and ``weights/best.pt``,
+    ``plots/*.png`` and ``predictions/*.png``.
 
     Started by ``torchrun``, every process builds a Trainer: DistributedDataParallel (NCCL on
     GPUs, gloo on CPUs), a DistributedSampler, optional SyncBatchNorm (``train.sync_bn``),
@@ -326,7 +327,12 @@ class Trainer:
         }
 
     def _load_state(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+        # A checkpoint cut short (a full disk, a copy interrupted) falls back to the one before.
+        state, path, skipped = load_checkpoint_or_previous(path, map_location=self.device)
+        if skipped is not None:
+            self.logger.warning("%s; resuming from the previous checkpoint %s", skipped, path)
+            if self.is_main:
+                tqdm.write(f"warning: {skipped}; resuming from the previous checkpoint {path}")
         self.model.load_state_dict(state["train_model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
@@ -601,7 +607,7 @@ class Trainer:
                 if k != "epoch" and v is not None:
                     self.tb_writer.add_scalar(k, v, self.epoch)
         state = self.state_dict()
-        save_checkpoint(state, self.weights_dir / "last.pt")
+        save_checkpoint(state, self.weights_dir / "last.pt", keep_previous=True)
         if improved:
             save_checkpoint(state, self.weights_dir / "best.pt")
         self._write_history()

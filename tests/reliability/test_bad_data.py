@@ -225,3 +225,13 @@ def test_check_dataset_tool_reports_every_kind(shapes, tmp_path):
     errors = [line for line in strict.stderr.splitlines() if line.startswith("error: ")]
     assert strict.returncode == 2 and len(errors) == 1 and "Traceback" not in strict.stderr
     assert "2 of 20 images are broken" in errors[0] and "data.train.max_broken_fraction" in errors[0]
+
+
+def test_image_names_leading_outside_the_image_folder_are_refused(shapes):
+    paths, data = shapes
+    outside = paths["root"] / "outside.jpg"
+    cv2.imwrite(str(outside), np.zeros((64, 64, 3), np.uint8))
+    data["images"][0]["file_name"] = "../outside.jpg"
+    data["images"][1]["file_name"] = str(outside)  # absolute
+    dataset = CocoDataset(write(paths, data), paths["train_images"], max_broken_fraction=0.2)
+    assert dataset.problems.counts[P.OUTSIDE_IMAGE_FOLDER] == 2 and len(dataset) == 18
