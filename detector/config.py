@@ -69,12 +69,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -139,11 +144,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. model.head.num_classes=6")
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. model.head.num_classes=6")
         try:
             overrides[key.strip()] = safe_load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
-            raise ConfigError(f"override '{item}': value '{raw}' is not valid YAML") from None
+            raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML") from None
     return overrides
 
 
@@ -160,7 +165,7 @@ def set_by_path(cfg: dict[str, Any], dotted: str, value: Any) -> None:
         if child is None:
             child = node[key] = {}
         if not isinstance(child, (dict, list)):
-            raise ConfigError(f"override '{dotted}': '{here}' is a {type(child).__name__}, not a mapping")
+            raise ConfigError(f"override {dotted!r}: {here!r} is a {type(child).__name__}, not a mapping")
         node = child
     last = keys[-1]
     if isinstance(node, list):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import inspect
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +45,8 @@ class Registry:
 
     def get(self, name: str, path: str = "type") -> Callable[..., Any]:
         """The entry called ``name``; an unknown name raises ConfigError with close matches."""
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: expected a {self.name} type name (a string), got {name!r}")
         if name in self._entries:
             return self._entries[name]
         close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.4)
@@ -66,7 +71,14 @@ class Registry:
         kwargs = {**defaults, **{k: v for k, v in cfg.items() if k != "type"}}
         target = self.get(cfg["type"], f"{path}.type")
         check_arguments(target, kwargs, path)
-        return target(**kwargs)
+        try:
+            return target(**kwargs)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            # What the constructor (or torch below it) refused, as one line naming the config path.
+            first = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"{path}: {cfg['type']} cannot be built from these settings: {first}") from None
 
 
 def check_arguments(target: Callable[..., Any], kwargs: Mapping[str, Any], path: str) -> None:
@@ -86,6 +98,52 @@ def check_arguments(target: Callable[..., Any], kwargs: Mapping[str, Any], path:
         required = p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         if required and name not in kwargs:
             raise ConfigError(f"{path}.{name}: missing, required by {cls_name}")
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # hints that do not resolve are not checked  # noqa: BLE001
+        hints = {}
+    for key, value in kwargs.items():
+        expected = hints.get(key)
+        if expected is not None and not _matches(value, expected):
+            raise ConfigError(f"{path}.{key}: {value!r}; expected {_describe(expected)} ({cls_name})")
+
+
+_SIMPLE = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a simple annotation (int, float, bool, str, sequences of them,
+    ``X | None``); True for annotations this does not understand."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence) and args and all(a in _SIMPLE for a in args if a is not ...):
+        item = args[0]
+        return isinstance(value, list | tuple) and all(_matches(v, item) for v in value)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if hint in _SIMPLE:
+        return _SIMPLE[hint]
+    if args:
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    return getattr(hint, "__name__", str(hint))
 
 
 BACKBONES = Registry("BACKBONES")

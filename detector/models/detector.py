@@ -72,11 +72,29 @@ def _build_part(registry, cfg: Mapping[str, Any], path: str, in_channels: list[i
     return registry.build(cfg, path)
 
 
+#: More parameters than this is a config mistake (YOLOX-X has 99 M), refused before allocating.
+MAX_PARAMETERS = 2_000_000_000
+
+
 def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     """Build a detector from a full config (with a ``model`` section) or the model section.
 
-    The neck's and head's ``in_channels`` default to the previous part's ``out_channels``.
+    The neck's and head's ``in_channels`` default to the previous part's ``out_channels``. The
+    model is first built on the ``meta`` device (no memory) and refused with a ``ConfigError``
+    when it would have more than ``MAX_PARAMETERS`` parameters (channel counts gone wrong).
     """
+    with torch.device("meta"):
+        probe = _build_model(cfg)
+    count = sum(p.numel() for p in probe.parameters())
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"model: {count / 1e6:,.0f} M parameters, more than {MAX_PARAMETERS / 1e6:,.0f} M "
+            "(YOLOX-X has 99 M); check the width, channels and num_classes settings"
+        )
+    return _build_model(cfg)
+
+
+def _build_model(cfg: Mapping[str, Any]) -> nn.Module:
     model_cfg = cfg.get("model", cfg)
     path = "model"
     if not isinstance(model_cfg, Mapping):

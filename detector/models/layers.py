@@ -6,6 +6,8 @@ Attribute names follow the official YOLOX modules (``conv``/``bn``, ``dconv``/``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -26,6 +28,16 @@ def make_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{name}'; expected one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+def check_multiplier(value: Any, name: str, upper: float = 10.0) -> float:
+    """``value`` as a float in (0, ``upper``]: a depth or width multiplier (YOLOX-X: 1.33, 1.25).
+    Larger values would build networks no machine holds; they are config mistakes."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= upper:
+        raise ValueError(
+            f"{name}: {value!r}; expected a number in (0, {upper:g}] (YOLOX-X uses depth 1.33, width 1.25)"
+        )
+    return float(value)
 
 
 class ConvBNAct(nn.Module):

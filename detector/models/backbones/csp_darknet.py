@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from detector.models.backbones.base import DarknetStages
-from detector.models.layers import SPP, CSPLayer, Focus, conv_block
+from detector.models.layers import SPP, CSPLayer, Focus, check_multiplier, conv_block
 from detector.registry import BACKBONES
 
 
@@ -26,8 +26,8 @@ class CSPDarknet(DarknetStages):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        base = int(width * 64)
-        n = max(round(depth * 3), 1)
+        base = int(check_multiplier(width, "width") * 64)
+        n = max(round(check_multiplier(depth, "depth") * 3), 1)
 
         def stage(c_in: int, c_out: int, blocks: int, with_spp: bool = False) -> nn.Sequential:
             layers: list[nn.Module] = [conv_block(c_in, c_out, 3, 2, depthwise, act)]

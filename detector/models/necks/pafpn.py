@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from detector.models.layers import ConvBNAct, CSPLayer, conv_block
+from detector.models.layers import ConvBNAct, CSPLayer, check_multiplier, conv_block
 from detector.registry import NECKS
 
 
@@ -27,7 +27,7 @@ class PAFPN(nn.Module):
         if len(in_channels) != 3:
             raise ValueError(f"PAFPN expects 3 input levels, got in_channels={list(in_channels)}")
         c3, c4, c5 = in_channels
-        n = round(3 * depth)
+        n = round(3 * check_multiplier(depth, "depth"))
 
         def csp(c_in: int, c_out: int) -> CSPLayer:
             return CSPLayer(c_in, c_out, n, shortcut=False, depthwise=depthwise, act=act)
