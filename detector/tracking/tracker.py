@@ -178,7 +178,9 @@ class ByteTracker:
         labels = np.zeros(len(boxes), np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
         if not (len(boxes) == len(scores) == len(labels)):
             raise ValueError(f"update: {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
-        keep = (scores >= self.low_threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        # Non-finite detections (a detector gone wrong) are dropped: one would poison its track.
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        keep = finite & (scores >= self.low_threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         if self.classes is not None:
             keep &= (labels[:, None] == self.classes[None, :]).any(axis=1)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
