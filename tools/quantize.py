@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from detector import load_config
 from detector.cli import run_tool
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if args.n < 1:
             raise ValueError(f"--n: expected at least 1 calibration image, got {args.n}")
+        if not Path(args.model).is_file():
+            raise FileNotFoundError(f"{args.model}: no such ONNX model (export one with tools/export.py)")
         cfg = load_config(args.config, args.set)
         if "train" not in cfg.get("data", {}):
             raise ConfigError(f"{args.config}: data.train: missing; the calibration images come from it")
