@@ -18,20 +18,20 @@ from tqdm import tqdm
 
 from detector import load_config
 from detector.cli import run_tool
-from detector.data.coco import BrokenImageError
+from detector.data.coco import BrokenImageError, record_broken
 from detector.data.problems import NOTICES
 from detector.registry import DATASETS, ConfigError
 
 
 def decode_all(dataset: Any, progress: bool = True) -> int:
     """Decode every image of ``dataset`` (a CocoDataset or YoloTxtDataset), counting the broken
-    ones in ``dataset.problems``; returns how many failed."""
+    ones in ``dataset.problems`` (once each); returns how many failed."""
     failed = 0
     for index in tqdm(range(len(dataset)), desc="decoding", leave=False, disable=not progress):
         try:
             dataset._load_sample(index)
         except BrokenImageError as exc:
-            dataset.problems.add(exc.kind, exc.path.name, image=exc.path.name)
+            record_broken(dataset, index, exc)
             failed += 1
     return failed
 

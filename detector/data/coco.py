@@ -299,6 +299,16 @@ class CocoDataset(torch.utils.data.Dataset):
         return f"{type(self).__name__}(ann_file={str(self.ann_file)!r}, images={len(self)}, classes={self.num_classes})"
 
 
+def record_broken(dataset: Any, index: int, exc: BrokenImageError) -> bool:
+    """Note image ``index`` of ``dataset`` as failed (``dataset._failed``) and count it in
+    ``dataset.problems``, once; returns whether it was new."""
+    if index in dataset._failed:
+        return False
+    dataset._failed.add(index)
+    dataset.problems.add(exc.kind, exc.path.name, image=exc.path.name)
+    return True
+
+
 def load_or_replace(dataset: Any, index: int, load: Callable[[int], Sample]) -> Sample:
     """``load(index)``; when that image is broken, report it once (per process), count it in
     ``dataset.problems`` and return the next readable sample. ``DatasetError`` when the images
@@ -311,8 +321,7 @@ def load_or_replace(dataset: Any, index: int, load: Callable[[int], Sample]) -> 
         try:
             return load(i)
         except BrokenImageError as exc:
-            dataset._failed.add(i)
-            dataset.problems.add(exc.kind, exc.path.name, image=exc.path.name)
+            record_broken(dataset, i, exc)
             P.LOGGER.warning("%s: %s; left out, the next image is used instead", exc.path, exc.kind)
             if len(dataset._failed) > dataset.max_broken_fraction * n:
                 raise DatasetError(

@@ -33,6 +33,7 @@ from detector.data.coco import (
     load_coco_quietly,
     load_or_replace,
     read_image_checked,
+    record_broken,
 )
 from detector.data.problems import DataProblems, image_file_problem
 from detector.fileio import IMAGE_SUFFIXES
@@ -251,9 +252,7 @@ class YoloTxtDataset(torch.utils.data.Dataset):
             try:
                 h, w = _image_size(path)
             except BrokenImageError as exc:  # not evaluated; training replaces it too
-                if index not in self._failed:
-                    self._failed.add(index)
-                    self.problems.add(exc.kind, path.name, image=path.name)
+                record_broken(self, index, exc)
                 continue
             images.append({"id": index, "file_name": str(path), "height": h, "width": w})
             boxes, labels = self._pixel_targets(index, h, w)

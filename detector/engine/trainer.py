@@ -417,8 +417,9 @@ class Trainer:
                 self.scaler.scale(losses["loss"] * (weight / reference)).backward()
         self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self._params if p.grad is not None]
+        total = max(float(totals[-1]), 1.0)  # the step's global normaliser
         # DDP averaged over ranks; gradients must be those of (sum of losses) / (global normaliser).
-        correction = reference * self.world_size / max(float(totals[-1]), 1.0)
+        correction = reference * self.world_size / total
         if correction != 1.0:
             torch._foreach_mul_(grads, correction)
         grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
@@ -432,7 +433,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
-        total = max(float(totals[-1]), 1.0)
         return {key: float(value) / total for key, value in zip(LOSS_KEYS, totals[:-1].tolist(), strict=True)}
 
     def _skip_step(
@@ -460,16 +460,14 @@ class Trainer:
         return None
 
     def _step_batches(self) -> Any:
-        """The epoch's micro-batches in groups of ``accumulate`` (``iters_per_epoch`` groups)."""
+        """The epoch's micro-batches in groups of ``accumulate``: ``iters_per_epoch`` groups,
+        since the sampler yields exactly ``steps x accumulate`` micro-batches."""
         group: list[Mapping[str, Any]] = []
-        steps = 0
         for batch in self.loader:
             group.append(batch)
             if len(group) == self.accumulate:
                 yield group
-                group, steps = [], steps + 1
-                if steps == self.iters_per_epoch:
-                    return
+                group = []
 
     def train_epoch(self) -> dict[str, Any]:
         self.model.train()
