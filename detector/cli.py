@@ -9,10 +9,18 @@ import traceback
 from collections.abc import Callable
 
 from detector.engine.checkpoint import CheckpointError
+from detector.engine.errors import TrainingError
 from detector.registry import ConfigError
 
 #: Errors caused by the user's input: shown as one line without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, FileNotFoundError, ValueError)
+#: A TrainingError is a diagnosed stop (e.g. NaNs in a row): its message is what to act on.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    CheckpointError,
+    TrainingError,
+    FileNotFoundError,
+    ValueError,
+)
 
 
 def run_tool(main: Callable[[], int], debug: bool = False) -> int:

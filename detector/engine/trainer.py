@@ -34,6 +34,7 @@ from detector.engine.distributed import (
     init_distributed,
 )
 from detector.engine.ema import ModelEMA
+from detector.engine.errors import TrainingError
 from detector.engine.optim import build_optimizer
 from detector.engine.plots import plot_training_curves
 from detector.engine.schedulers import WarmupCosineLR
@@ -47,10 +48,6 @@ from detector.visualize import draw_detections
 LOSS_KEYS = ("loss", "iou", "obj", "cls", "l1")
 #: Offsets a rank's data seed (shuffling is shared; augmentation draws must differ per rank).
 RANK_SEED_STRIDE = 100_003
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss stayed NaN/Inf for too many steps)."""
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -384,18 +381,23 @@ class Trainer:
             images = batch["images"].to(self.device, non_blocking=True).float()
             images = images.contiguous(memory_format=self.memory_format)
             targets = batch["targets"].to(self.device, non_blocking=True)
+            # All ranks agree on the input before the forward pass: DDP's buffer broadcast and
+            # SyncBN are collectives in it, so one rank skipping it alone would hang the others.
+            bad_here = not (torch.isfinite(images).all() and torch.isfinite(targets).all())
+            bad_anywhere = bad_here
+            if self.world_size > 1:
+                bad_anywhere = all_reduce_sum(torch.tensor([float(bad_here)], device=self.device)).item() > 0
+            if bad_anywhere:
+                return self._skip_step("input images or boxes" if bad_here else None, batches, saved_buffers)
             with self._no_sync(k == len(batches) - 1):
-                bad, losses = None, None
-                if not (torch.isfinite(images).all() and torch.isfinite(targets).all()):
-                    bad = "input images or boxes"
-                else:
-                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                        losses = model(images, targets)
-                    bad_part = next((key for key in LOSS_KEYS if not torch.isfinite(losses[key]).all()), None)
-                    bad = None if bad_part is None else f"{bad_part} loss"
-                # One small all-reduce per micro-batch: whether any rank went wrong (then all skip
-                # the step, since a rank skipping alone would leave the others waiting in DDP's
-                # gradient reduction), and the sums that normalise the step over all ranks.
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                    losses = model(images, targets)
+                # The first bad part (iou, obj, cls, l1) tells more than the total it spoils.
+                bad_parts = [key for key in (*LOSS_KEYS[1:], "loss") if not torch.isfinite(losses[key]).all()]
+                bad = f"{bad_parts[0]} loss" if bad_parts else None
+                # One small all-reduce per micro-batch: whether any rank's loss went wrong (then
+                # all skip the step, since a rank skipping alone would leave the others waiting in
+                # DDP's gradient reduction), and the sums that normalise the step over all ranks.
                 stats = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64, device=self.device)
                 if bad is not None:
                     stats[0] = 1.0
@@ -572,8 +574,12 @@ class Trainer:
             "training %d epochs on %s, %d iterations/epoch", self.epochs, self.device, self.iters_per_epoch
         )
         metrics: dict[str, Any] = {}
-        while self.epoch < self.epochs:
-            metrics = self.run_epoch() or metrics
+        try:
+            while self.epoch < self.epochs:
+                metrics = self.run_epoch() or metrics
+        except TrainingError as exc:
+            self.logger.error("training stopped: %s", exc)  # train.log keeps why, next to the warnings
+            raise
         if self.is_main:
             plot_training_curves(self.history, self.run_dir / "plots")
             if self.val_set is not None:

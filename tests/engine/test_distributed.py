@@ -7,7 +7,6 @@ one rank stops all of them with that rank's error."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchrun_launch import command, free_port, run
 
 from detector.config import dump_config, load_config
 from detector.data.step_sampler import StepBatchSampler
@@ -24,27 +24,6 @@ from detector.engine.distributed import CpuSyncBatchNorm, convert_sync_batchnorm
 
 REPO = Path(__file__).resolve().parents[2]
 CRASH_SCRIPT = Path(__file__).with_name("ddp_crash_on_rank1.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def command(nproc: int, script: str | Path, *args: str) -> list[str]:
-    if nproc == 1:
-        return [sys.executable, str(script), *args]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-    return [*launcher, "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *args]
-
-
-def run(nproc: int, script: str | Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # 2 processes on 2 cores
-    done = subprocess.run(
-        command(nproc, script, *args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    return done
 
 
 def train(config: Path, name: str, nproc: int, *overrides: str) -> Path:
