@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """``loss.png`` (total and parts per epoch) and ``map.png`` (mAP50-95, mAP50) in ``out_dir``."""
+    """``loss.png`` (total and parts per epoch), ``map.png`` (mAP50-95, mAP50) and ``memory.png``
+    (per-epoch peaks in MiB of the main process, its loader workers and the GPU) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not history:
         return []
@@ -39,4 +40,16 @@ def plot_training_curves(history: Sequence[dict[str, Any]], out_dir: Path) -> li
         fig.savefig(out_dir / "map.png", dpi=100)
         plt.close(fig)
         written.append(out_dir / "map.png")
+    labels = {"ram_mb": "main process", "workers_ram_mb": "loader workers", "gpu_mem_mb": "GPU (reserved)"}
+    measured = {key: label for key, label in labels.items() if any(row.get(key) is not None for row in history)}
+    if measured:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, label in measured.items():
+            ax.plot(epochs, [row.get(key) for row in history], marker=".", label=label)
+        ax.set(xlabel="epoch", ylabel="MiB (epoch peak)", title="memory", ylim=(0, None))
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "memory.png", dpi=100)
+        plt.close(fig)
+        written.append(out_dir / "memory.png")
     return written

@@ -35,6 +35,7 @@ from detector.engine.distributed import (
 )
 from detector.engine.ema import ModelEMA
 from detector.engine.errors import TrainingError
+from detector.engine.memory import MemoryMonitor
 from detector.engine.optim import build_optimizer
 from detector.engine.plots import plot_training_curves
 from detector.engine.schedulers import WarmupCosineLR
@@ -46,6 +47,8 @@ from detector.registry import DATASETS, ConfigError
 from detector.visualize import draw_detections
 
 LOSS_KEYS = ("loss", "iou", "obj", "cls", "l1")
+#: Per-epoch peaks in MiB (metrics.csv): main process, its loader workers, the GPU (see memory.py).
+MEMORY_KEYS = ("ram_mb", "workers_ram_mb", "gpu_mem_mb")
 #: Offsets a rank's data seed (shuffling is shared; augmentation draws must differ per rank).
 RANK_SEED_STRIDE = 100_003
 
@@ -220,6 +223,7 @@ class Trainer:
         self.bad_steps = 0
         self.skipped_steps = 0
         self.augment_off = False
+        self.memory = MemoryMonitor(self.device)
         self.history: list[dict[str, Any]] = self._read_history()
         if resume_path is not None:
             self._load_state(resume_path)
@@ -356,6 +360,16 @@ class Trainer:
         self.augment_off = True
         self.logger.info("epoch %d: augmentation (mosaic, mixup, albumentations) off, L1 loss on", epoch + 1)
 
+    def _memory_text(self) -> str:
+        """`` mem=1.2G`` (this process), ``+0.8G`` (its workers), `` gpu=3.4G`` for the bar."""
+        peaks = self.memory.peaks()
+        text = "" if peaks["ram_mb"] is None else f" mem={peaks['ram_mb'] / 1024:.2f}G"
+        if peaks["workers_ram_mb"] is not None:
+            text += f"+{peaks['workers_ram_mb'] / 1024:.2f}G"
+        if peaks["gpu_mem_mb"] is not None:
+            text += f" gpu={peaks['gpu_mem_mb'] / 1024:.2f}G"
+        return text
+
     def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP's gradient all-reduce only on the last micro-batch of an accumulated step."""
         return self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
@@ -483,6 +497,7 @@ class Trainer:
         if self.loader.num_workers == 0:
             reseed_dataset(self.train_set, data_seed)
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        self.memory.reset()
         steps, images_seen, start = 0, 0, time.perf_counter()
         bar = tqdm(
             self._step_batches(),
@@ -497,6 +512,7 @@ class Trainer:
             lr = self.scheduler.step(self.iteration)
             parts = self.train_step(group)
             self.iteration += 1
+            self.memory.sample()
             images_seen += self.world_size * sum(int(batch["images"].shape[0]) for batch in group)
             if parts is None:
                 continue
@@ -505,7 +521,9 @@ class Trainer:
                 sums[k] += parts[k]
             speed = images_seen / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(
-                " ".join(f"{k}={parts[k]:.3f}" for k in LOSS_KEYS) + f" lr={lr:.2e} {speed:.1f}img/s", refresh=False
+                " ".join(f"{k}={parts[k]:.3f}" for k in LOSS_KEYS) + f" lr={lr:.2e} {speed:.1f}img/s"
+                f"{self._memory_text()}",
+                refresh=False,
             )
         elapsed = time.perf_counter() - start
         row = {k: sums[k] / max(steps, 1) for k in LOSS_KEYS}
@@ -558,7 +576,7 @@ class Trainer:
         return written
 
     def _write_history(self) -> None:
-        keys = ["epoch", "lr", *LOSS_KEYS, "images_per_s", "epoch_time", "mAP50_95", "mAP50"]
+        keys = ["epoch", "lr", *LOSS_KEYS, "images_per_s", "epoch_time", "mAP50_95", "mAP50", *MEMORY_KEYS]
 
         def write(f: Any) -> None:
             writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
@@ -598,6 +616,8 @@ class Trainer:
         if self.val_set is not None and ((self.epoch + 1) % self.eval_interval == 0 or last_epoch):
             metrics = self.evaluate()
             row.update(mAP50_95=metrics["mAP50_95"], mAP50=metrics["mAP50"])
+        self.memory.sample(force=True)  # after the evaluation, whose memory counts as well
+        row.update(self.memory.peaks())
         self.epoch += 1
         self.history.append(row)
         improved = row.get("mAP50_95") is not None and row["mAP50_95"] > self.best_map
@@ -605,7 +625,9 @@ class Trainer:
             self.best_map = row["mAP50_95"]
         if not self.is_main:
             return metrics
-        self.logger.info(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        self.logger.info(
+            " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if v is not None)
+        )
         if self.tb_writer is not None:
             for k, v in row.items():
                 if k != "epoch" and v is not None:

@@ -50,12 +50,16 @@ def test_run_folder_contents(configs_dir, shapes, tmp_path):
     metrics = trainer.train()
     run = tmp_path / "run"
     assert trainer.run_dir == run
-    for name in ("config.yaml", "metrics.csv", "train.log", "weights/last.pt", "weights/best.pt", "plots/loss.png"):
+    files = ("config.yaml", "metrics.csv", "train.log", "weights/last.pt", "weights/best.pt", "plots/loss.png")
+    for name in (*files, "plots/memory.png"):
         assert (run / name).is_file(), name
     assert len(list((run / "predictions").glob("*.png"))) == 4
     assert set(metrics) >= {"mAP50_95", "mAP50", "per_class"}
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,lr,loss") and len(rows) == 3
+    assert rows[0].startswith("epoch,lr,loss") and rows[0].endswith(",ram_mb,workers_ram_mb,gpu_mem_mb")
+    assert len(rows) == 3
+    ram = [float(row.split(",")[-3]) for row in rows[1:]]  # this process's peak: hundreds of MiB
+    assert all(100 < mib < 24 * 1024 for mib in ram) and rows[1].endswith(",")  # no GPU, no loader workers here
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["circle", "square", "triangle", "cross", "ring"]
     assert ckpt["cat_ids"] == [1, 2, 3, 4, 5]
