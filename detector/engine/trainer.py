@@ -7,6 +7,7 @@ import copy
 import csv
 import logging
 import random
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -159,10 +160,21 @@ class Trainer:
                 unique_run_dir(root, str(self.train_cfg.get("name", config_name))) if self.is_main else None
             )
         self.weights_dir = self.run_dir / "weights"
+        created = self.is_main and not self.run_dir.exists()
         if self.is_main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
         self.logger = self._make_logger()
+        try:
+            self._build_parts(resume_path)
+        except BaseException:
+            # A run that cannot start leaves no empty folder behind to push the next one to _2.
+            self._close_log()
+            if created:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
 
+    def _build_parts(self, resume_path: Path | None) -> None:
+        """Datasets, model, loader, DDP, optimiser, schedule, EMA; the state to resume from."""
         seed_everything(self.seed)
         self.train_set = build_train_dataset(self.data_cfg, augment=True, seed=self.seed)
         self.val_set = self._build_dataset("val", EvalTransform(self.imgsz)) if "val" in self.data_cfg else None
@@ -274,6 +286,12 @@ class Trainer:
         logger.addHandler(handler)
         self._log_handler = handler
         return logger
+
+    def _close_log(self) -> None:
+        """Detach and close train.log's handler (a run that failed to start)."""
+        logging.getLogger("detector.data").removeHandler(self._log_handler)
+        self.logger.removeHandler(self._log_handler)
+        self._log_handler.close()
 
     def _make_tensorboard(self) -> Any:
         try:

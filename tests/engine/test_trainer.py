@@ -146,6 +146,12 @@ def test_class_count_mismatch_is_reported(configs_dir, shapes, tmp_path):
     cfg["model"]["head"]["num_classes"] = 80
     with pytest.raises(ConfigError, match=r"model.head.num_classes: 80 but the training set has 5 classes"):
         Trainer(cfg, device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()  # a run that cannot start leaves no folder behind
+    existing = tmp_path / "given"
+    existing.mkdir()
+    with pytest.raises(ConfigError, match="num_classes"):
+        Trainer(cfg, device="cpu", progress=False, run_dir=existing)
+    assert existing.is_dir()  # a folder it did not create is left alone
 
 
 def test_unavailable_device_is_reported(configs_dir, shapes, tmp_path, monkeypatch):
