@@ -613,16 +613,18 @@ class Trainer:
         try:
             while self.epoch < self.epochs:
                 metrics = self.run_epoch() or metrics
+            if self.is_main:
+                plot_training_curves(self.history, self.run_dir / "plots")
+                if self.val_set is not None:
+                    self.save_prediction_samples()
         except TrainingError as exc:
             self.logger.error("training stopped: %s", exc)  # train.log keeps why, next to the warnings
             raise
-        if self.is_main:
-            plot_training_curves(self.history, self.run_dir / "plots")
-            if self.val_set is not None:
-                self.save_prediction_samples()
+        finally:
+            # Also when training stops: later data sets' warnings do not belong in this run's log.
+            logging.getLogger("detector.data").removeHandler(self._log_handler)
         if self.tb_writer is not None:
             self.tb_writer.close()
-        logging.getLogger("detector.data").removeHandler(self._log_handler)
         return metrics
 
     def run_epoch(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Training on a tiny generated set: the loss goes down, resume is exact, bad input is caught."""
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -103,6 +104,21 @@ def test_nan_loss_steps_are_skipped_then_stop(configs_dir, shapes, tmp_path):
         TrainingError, match=r"non-finite input images or boxes for 3 steps in a row \(last batch: image"
     ):
         trainer.train_step(bad)
+
+
+def test_a_stopped_run_logs_why_and_lets_go_of_the_data_log(configs_dir, shapes, tmp_path, monkeypatch):
+    trainer = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False)
+    data_log = logging.getLogger("detector.data")
+    assert trainer._log_handler in data_log.handlers  # broken-image warnings go into train.log
+
+    def stop(batches):
+        raise TrainingError("non-finite obj loss for 10 steps in a row")
+
+    monkeypatch.setattr(trainer, "train_step", stop)
+    with pytest.raises(TrainingError):
+        trainer.train()
+    assert trainer._log_handler not in data_log.handlers  # other sets' warnings stay out of this log
+    assert "training stopped: non-finite obj loss" in (trainer.run_dir / "train.log").read_text()
 
 
 def test_non_finite_outputs_skip_the_step_and_keep_bn_statistics(configs_dir, shapes, tmp_path):
