@@ -1,9 +1,8 @@
 """tools/train.py with a fault injected into rank 1's second optimiser step; run under torchrun
 by test_distributed.py (not a test module itself)."""
 
-import importlib.util
 import os
-import sys
+import runpy
 from pathlib import Path
 
 from detector.engine.trainer import Trainer
@@ -19,7 +18,4 @@ def failing_step(self, batches):
 
 
 Trainer.train_step = failing_step
-spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-sys.exit(tool.main())
+runpy.run_path(str(REPO / "tools" / "train.py"), run_name="__main__")  # exits as the tool does

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchrun_launch import command, free_port, run
+from tool_runs import command, free_port, run, write_shapes_config
 
-from detector.config import dump_config, load_config
 from detector.data.step_sampler import StepBatchSampler
-from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.engine.checkpoint import load_checkpoint
 from detector.engine.distributed import CpuSyncBatchNorm, convert_sync_batchnorm
 
@@ -34,28 +32,20 @@ def train(config: Path, name: str, nproc: int, *overrides: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, configs_dir) -> Path:
-    root = tmp_path_factory.mktemp("ddp")
-    shapes = generate_synthetic_coco(root / "shapes", num_train=8, num_val=5, image_size=64, seed=5)
-    cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
-    cfg["data"].update(
-        **coco_split_configs(shapes),
-        imgsz=64,
-        batch_size=4,
-        num_workers=0,
-        augment=None,  # augmentation draws differ per rank by design; the arithmetic is under test
-    )
+def config(tmp_path_factory) -> Path:
     # Training a model from scratch on 4 images per step is chaotic in float32: one process run
     # with 1 or 2 threads (rounding alone) differs by 2e-4 in the weights after 2 steps at the
     # learning rate 0.001, by 1e-3 after 4. The runs compared here make 2 steps at 1e-4 (no
     # warm-up): rounding stays under 1e-5 (measured 8.5e-6 for SyncBN) while the weights move
     # by up to 5e-3, so that a wrong gradient scale or data order would show.
-    cfg["optimizer"].update(lr=0.0016, base_batch_size=64)
-    cfg["scheduler"]["warmup_epochs"] = 0
-    cfg["train"].update(output_dir=str(root / "runs"), epochs=1, no_aug_epochs=0, eval_interval=100)
-    path = root / "config.yaml"
-    dump_config(cfg, path)
-    return path
+    return write_shapes_config(
+        tmp_path_factory.mktemp("ddp"), num_train=8, num_val=5, image_size=64, seed=5,
+        # augmentation draws differ per rank by design; the arithmetic is under test
+        data={"batch_size": 4, "num_workers": 0, "augment": None},
+        optimizer={"lr": 0.0016, "base_batch_size": 64},
+        scheduler={"warmup_epochs": 0},
+        train={"epochs": 1, "no_aug_epochs": 0, "eval_interval": 100},
+    )  # fmt: skip
 
 
 def assert_same_weights(a: Path, b: Path, atol: float = 1e-5, buffers: bool = True, exact: bool = False) -> float:

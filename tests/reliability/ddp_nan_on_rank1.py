@@ -6,9 +6,8 @@ infinite) or ``gradient`` (one of rank 1's parameter gradients becomes NaN befor
 all-reduce, with a finite loss). ``NAN_ITERATIONS`` is ``"1,3"`` (those iterations) or ``"1-"``
 (from 1 on). ``NAN_OUT``: a folder where each rank saves its final weights."""
 
-import importlib.util
 import os
-import sys
+import runpy
 from pathlib import Path
 
 import torch
@@ -61,7 +60,4 @@ def train_and_save_weights(self):
 
 
 Trainer.train_step, Trainer.train = step_with_fault, train_and_save_weights
-spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-sys.exit(tool.main())
+runpy.run_path(str(REPO / "tools" / "train.py"), run_name="__main__")  # exits as the tool does

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tool_runs import write_shapes_config
 
-from detector.config import dump_config, load_config
-from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.engine.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_or_previous, previous_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,15 +20,12 @@ EPOCHS = 6
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, configs_dir) -> Path:
-    root = tmp_path_factory.mktemp("killed")
-    shapes = generate_synthetic_coco(root / "shapes", num_train=12, num_val=3, image_size=64, seed=2)
-    cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
-    cfg["data"].update(**coco_split_configs(shapes), imgsz=64, batch_size=4, num_workers=0)
-    cfg["train"].update(output_dir=str(root / "runs"), epochs=EPOCHS, no_aug_epochs=1, eval_interval=2)
-    path = root / "config.yaml"
-    dump_config(cfg, path)
-    return path
+def config(tmp_path_factory) -> Path:
+    return write_shapes_config(
+        tmp_path_factory.mktemp("killed"), num_train=12, num_val=3, image_size=64, seed=2,
+        data={"batch_size": 4, "num_workers": 0},
+        train={"epochs": EPOCHS, "no_aug_epochs": 1, "eval_interval": 2},
+    )  # fmt: skip
 
 
 def train_command(config: Path, name: str, resume: Path | None = None) -> list[str]:

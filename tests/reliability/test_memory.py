@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_runs import write_shapes_config
 
-from detector.config import dump_config, load_config
-from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.tracking.tracker import ByteTracker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,17 +25,15 @@ WARM_UP_EPOCHS = 10  # the allocator's pools and the mosaic buffers fill up (mea
 MAX_GROWTH_PER_STEP = 32 * 1024
 
 
-def train_and_read_memory(root, configs_dir, name: str, epochs: int, leak_bytes: int = 0) -> list[dict[str, float]]:
+def train_and_read_memory(root, name: str, epochs: int, leak_bytes: int = 0) -> list[dict[str, float]]:
     """Train YOLOX-Nano with Mosaic/MixUp, 2 loader workers and an evaluation every 5 epochs,
     in a process of its own as a user's run (in the test process, earlier tests' freed memory
     would hide growth); the per-epoch memory peaks from the run's metrics.csv."""
-    shapes = generate_synthetic_coco(root / "shapes", num_train=16, num_val=4, image_size=96, seed=3)
-    cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
-    cfg["data"].update(**coco_split_configs(shapes), imgsz=96, batch_size=4, num_workers=2)
-    cfg["data"]["mix"] = {"mosaic_prob": 1.0, "mixup_prob": 0.5}
-    cfg["train"].update(output_dir=str(root / "runs"), name=name, epochs=epochs, eval_interval=5, no_aug_epochs=2)
-    config = root / f"{name}.yaml"
-    dump_config(cfg, config)
+    config = write_shapes_config(
+        root, num_train=16, num_val=4, image_size=96, seed=3, name=name,
+        data={"batch_size": 4, "num_workers": 2, "mix": {"mosaic_prob": 1.0, "mixup_prob": 0.5}},
+        train={"name": name, "epochs": epochs, "eval_interval": 5, "no_aug_epochs": 2},
+    )  # fmt: skip
     script = LEAK_SCRIPT if leak_bytes else REPO / "tools" / "train.py"
     env = dict(os.environ, LEAK_BYTES=str(leak_bytes))
     done = subprocess.run([sys.executable, str(script), str(config), "--device", "cpu", "--no-progress"],
@@ -59,8 +56,8 @@ def growth_per_step(rows: list[dict[str, float]], key: str) -> float:
 
 
 @pytest.mark.slow
-def test_training_memory_stays_flat_and_a_leak_would_show(tmp_path, configs_dir):
-    rows = train_and_read_memory(tmp_path, configs_dir, "flat", epochs=40)
+def test_training_memory_stays_flat_and_a_leak_would_show(tmp_path):
+    rows = train_and_read_memory(tmp_path, "flat", epochs=40)
     main, workers = growth_per_step(rows, "ram_mb"), growth_per_step(rows, "workers_ram_mb")
     print(
         f"main {rows[0]['ram_mb']:.1f} -> {rows[WARM_UP_EPOCHS - 1]['ram_mb']:.1f} -> {rows[-1]['ram_mb']:.1f} MiB, "
@@ -70,7 +67,7 @@ def test_training_memory_stays_flat_and_a_leak_would_show(tmp_path, configs_dir)
     assert main < MAX_GROWTH_PER_STEP and workers < MAX_GROWTH_PER_STEP
 
     # The same measure catches a leak of 256 KiB per step (as keeping a tensor per step would).
-    leaked = growth_per_step(train_and_read_memory(tmp_path, configs_dir, "leak", 20, 256 * 1024), "ram_mb")
+    leaked = growth_per_step(train_and_read_memory(tmp_path, "leak", 20, 256 * 1024), "ram_mb")
     print(f"with the leak: {leaked / 1024:.1f} KiB/step")
     assert leaked > 4 * MAX_GROWTH_PER_STEP
 

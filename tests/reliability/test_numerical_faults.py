@@ -9,26 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchrun_launch import run
+from tool_runs import run, write_shapes_config
 
-from detector.config import dump_config, load_config
-from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.engine.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).with_name("ddp_nan_on_rank1.py")
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, configs_dir) -> Path:
-    root = tmp_path_factory.mktemp("nan")
-    shapes = generate_synthetic_coco(root / "shapes", num_train=8, num_val=2, image_size=64, seed=7)
-    cfg = load_config(configs_dir / "yolox_nano_shapes.yaml")
-    cfg["data"].update(**coco_split_configs(shapes), imgsz=64, batch_size=4, num_workers=0)
+def config(tmp_path_factory) -> Path:
     # 8 images, 4 per step over 2 processes: 2 iterations per epoch, 4 in the run.
-    cfg["train"].update(output_dir=str(root / "runs"), epochs=2, no_aug_epochs=0, eval_interval=100)
-    path = root / "config.yaml"
-    dump_config(cfg, path)
-    return path
+    return write_shapes_config(
+        tmp_path_factory.mktemp("nan"), num_train=8, num_val=2, image_size=64, seed=7,
+        data={"batch_size": 4, "num_workers": 0},
+        train={"epochs": 2, "no_aug_epochs": 0, "eval_interval": 100},
+    )  # fmt: skip
 
 
 def launch(config: Path, name: str, fault: str, iterations: str, out: Path, *overrides: str):

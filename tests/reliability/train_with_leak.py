@@ -2,9 +2,8 @@
 of tensors would; run by test_memory.py to show that its measure sees such a leak (not a
 test module itself)."""
 
-import importlib.util
 import os
-import sys
+import runpy
 from pathlib import Path
 
 import torch
@@ -23,7 +22,4 @@ def leaking_step(self, batches):
 
 
 Trainer.train_step = leaking_step
-spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tool)
-sys.exit(tool.main())
+runpy.run_path(str(REPO / "tools" / "train.py"), run_name="__main__")  # exits as the tool does
