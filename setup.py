@@ -29,7 +29,12 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["detector", "detector.*"]),
-    package_data={"detector.ops": ["csrc/*.cpp", "csrc/*.cu"]},
+    # The configs ship inside the package: `detector train yolox_s` works from a wheel.
+    package_data={
+        "detector.ops": ["csrc/*.cpp", "csrc/*.cu"],
+        "detector": ["configs/*.yaml", "configs/_base_/*/*.yaml"],
+    },
+    entry_points={"console_scripts": ["detector = detector.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

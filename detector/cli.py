@@ -1,7 +1,9 @@
-"""Shared command-line plumbing of the tools: user errors as one line, exit code 2."""
+"""The ``detector`` command (subcommands in ``detector.commands``) and the plumbing its
+subcommands share: user errors as one line, exit code 2."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -39,3 +41,37 @@ def run_tool(main: Callable[[], int], debug: bool = False) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _usage() -> str:
+    from detector.commands import COMMANDS
+
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: detector COMMAND [ARGS...]   (detector COMMAND --help for its arguments)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``detector COMMAND ARGS``: run the subcommand's ``main`` with ``ARGS``."""
+    from detector.commands import COMMANDS
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from detector import __version__
+
+        print(f"detector {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"commands: {', '.join(COMMANDS)}"
+        print(f"error: unknown command '{name}'; {hint}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"detector.commands.{COMMANDS[name][0]}")
+    return module.main(rest, prog=f"detector {name}")

@@ -1,6 +1,9 @@
-"""YAML configs: ``_base_`` inheritance, dotted command-line overrides, validation, dumping.
+"""YAML configs: packaged names, ``_base_`` inheritance, dotted command-line overrides, validation, dumping.
 
-A config is a plain nested ``dict``. Inheritance rules:
+A config is a plain nested ``dict``; ``load_config`` returns it complete, every key the schema
+(``detector.config_sections``) declares filled in. A config is named by a path or, for the
+configs shipped in the package (``detector/configs``), by name: ``load_config("yolox_s")``.
+Inheritance rules:
 
 * ``_base_: path.yaml`` or a list of paths (relative to the file); later bases override
   earlier ones and the file itself overrides all bases.
@@ -11,7 +14,6 @@ A config is a plain nested ``dict``. Inheritance rules:
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -22,26 +24,12 @@ import yaml
 
 from detector.fileio import atomic_write
 from detector.registry import ConfigError
+from detector.schema import to_plain
 
 BASE_KEY = "_base_"
-#: The package's own configs (``configs/`` beside ``detector/``): bases may always come from here.
-PACKAGE_CONFIGS = Path(__file__).absolute().parents[1] / "configs"
+#: The package's own configs: named configs, and bases a config may always use.
+PACKAGE_CONFIGS = Path(__file__).absolute().parent / "configs"
 DELETE_KEY = "_delete_"
-
-#: Top-level sections a config may have; later subsystems add theirs here.
-KNOWN_SECTIONS = (
-    "model",
-    "data",
-    "train",
-    "val",
-    "optimizer",
-    "scheduler",
-    "augment",
-    "eval",
-    "track",
-    "export",
-    "runtime",
-)
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -180,31 +168,58 @@ def _list_index(node: list[Any], key: str, where: str) -> int:
     return int(key)
 
 
-def validate_config(cfg: Mapping[str, Any], source: str = "config") -> None:
-    """Reject unknown top-level sections, suggesting the closest known one."""
-    for key in cfg:
-        if key not in KNOWN_SECTIONS:
-            close = difflib.get_close_matches(str(key), KNOWN_SECTIONS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(KNOWN_SECTIONS)}"
-            raise ConfigError(f"{source}: unknown top-level section '{key}'; {hint}")
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped in the package (``yolox_s``, ...; not the ``_base_`` parts)."""
+    return sorted(p.stem for p in PACKAGE_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | os.PathLike[str]) -> Path:
+    """The file a config argument means: an existing path, else a packaged config of that name
+    (``yolox_s``, ``yolox_s.yaml``, ``_base_/models/yolox_s``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGE_CONFIGS / (path if path.suffix in (".yaml", ".yml") else path.with_name(path.name + ".yaml"))
+    if not path.is_absolute() and ".." not in path.parts and packaged.is_file():
+        return packaged
+    if path.suffix in (".yaml", ".yml") or path.is_absolute() or len(path.parts) > 1:
+        raise ConfigError(f"{name}: config file not found")
+    raise ConfigError(f"{name}: no such config file or packaged config; packaged: {', '.join(packaged_configs())}")
 
 
 def load_config(
     path: str | os.PathLike[str],
     overrides: Mapping[str, Any] | Iterable[str] | None = None,
+    check_parts: bool = True,
 ) -> dict[str, Any]:
-    """Load a YAML config with its bases, apply dotted overrides, validate, return a dict.
+    """Load a config (a path or a packaged name) with its bases, apply dotted overrides,
+    check every key against the schema, and return the complete config as a plain dict.
 
-    ``overrides`` is ``{"model.head.num_classes": 6}`` or ``["model.head.num_classes=6"]``.
+    ``overrides`` is ``{"model.head.num_classes": 6}`` or ``["model.head.num_classes=6"]``; they
+    go through the same checks. ``check_parts`` also checks the registry-built parts (the model,
+    datasets, tracker) against their constructors, without building them or reading data.
     """
-    path = Path(path)
+    from detector.config_sections import check_parts as check_registry_parts
+    from detector.config_sections import parse_config
+
+    path = resolve_config_path(path)
     cfg = _load_with_bases(path, ())
+    _parse(parse_config, cfg, str(path))
     if overrides:
         pairs = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
         for dotted, value in pairs.items():
             set_by_path(cfg, dotted, value)
-    validate_config(cfg, str(path))
-    return cfg
+    run = _parse(parse_config, cfg, f"{path} with overrides" if overrides else str(path))
+    if check_parts:
+        _parse(lambda _: check_registry_parts(run), cfg, str(path))
+    return to_plain(run)
+
+
+def _parse(parse: Any, cfg: Mapping[str, Any], source: str) -> Any:
+    try:
+        return parse(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def dump_config(cfg: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

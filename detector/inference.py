@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.config_sections import parse_config
 from detector.data.transforms import letterbox
 from detector.engine.checkpoint import load_checkpoint
 from detector.models.detector import build_model
@@ -137,7 +138,7 @@ class Predictor:
             raise ConfigError(f"{path}: not a checkpoint of this package (no 'config'); pass a config for its model")
         if fuse:
             model.fuse()
-        kwargs.setdefault("imgsz", cfg.get("data", {}).get("imgsz", 640))
+        kwargs.setdefault("imgsz", parse_config(cfg).data.imgsz)
         return cls(model, device=device, **kwargs)
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import is_dataclass
 from typing import Any
 
 
@@ -56,6 +57,22 @@ class Registry:
             hint = "registered: " + ", ".join(self.names())
         raise ConfigError(f"{path}: unknown {self.name} type '{name}'; {hint}")
 
+    def check(self, cfg: Mapping[str, Any], path: str | None = None, **defaults: Any) -> None:
+        """Check ``cfg`` as :meth:`build` would, without building: ConfigError naming the path."""
+        self._target_and_arguments(cfg, path or self.name.lower(), defaults)
+
+    def _target_and_arguments(
+        self, cfg: Mapping[str, Any], path: str, defaults: Mapping[str, Any]
+    ) -> tuple[Callable[..., Any], dict[str, Any]]:
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"{path}: expected a mapping with a 'type' key, got {type(cfg).__name__}")
+        if "type" not in cfg:
+            raise ConfigError(f"{path}.type: missing; expected one of {', '.join(self.names())}")
+        kwargs = {**defaults, **{k: v for k, v in cfg.items() if k != "type"}}
+        target = self.get(cfg["type"], f"{path}.type")
+        check_arguments(target, kwargs, path)
+        return target, kwargs
+
     def build(self, cfg: Mapping[str, Any], path: str | None = None, **defaults: Any) -> Any:
         """Instantiate ``cfg['type']`` with the other keys of ``cfg`` as keyword arguments.
 
@@ -64,13 +81,7 @@ class Registry:
         raise ConfigError naming ``path.argument`` and the class.
         """
         path = path or self.name.lower()
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{path}: expected a mapping with a 'type' key, got {type(cfg).__name__}")
-        if "type" not in cfg:
-            raise ConfigError(f"{path}.type: missing; expected one of {', '.join(self.names())}")
-        kwargs = {**defaults, **{k: v for k, v in cfg.items() if k != "type"}}
-        target = self.get(cfg["type"], f"{path}.type")
-        check_arguments(target, kwargs, path)
+        target, kwargs = self._target_and_arguments(cfg, path, defaults)
         try:
             return target(**kwargs)
         except ConfigError:
@@ -104,19 +115,22 @@ def check_arguments(target: Callable[..., Any], kwargs: Mapping[str, Any], path:
         hints = {}
     for key, value in kwargs.items():
         expected = hints.get(key)
-        if expected is not None and not _matches(value, expected):
-            raise ConfigError(f"{path}.{key}: {value!r}; expected {_describe(expected)} ({cls_name})")
+        if expected is not None and not matches_type(value, expected):
+            raise ConfigError(f"{path}.{key}: {value!r}; expected {describe_type(expected)} ({cls_name})")
 
 
 _SIMPLE = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` fits a simple annotation (int, float, bool, str, sequences of them,
-    ``X | None``); True for annotations this does not understand."""
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether a config value fits an annotation: int, float (an int fits), bool, str, None,
+    unions, lists and tuples of those, mappings (``dict``, ``Mapping``, a dataclass section);
+    True for annotations this does not understand."""
+    if hint is Any:
+        return True
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
+        return any(matches_type(value, arg) for arg in args)
     if hint is type(None):
         return value is None
     if hint is bool:
@@ -127,22 +141,36 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
-    if origin in (list, tuple, collections.abc.Sequence) and args and all(a in _SIMPLE for a in args if a is not ...):
-        item = args[0]
-        return isinstance(value, list | tuple) and all(_matches(v, item) for v in value)
+    if hint in (dict, collections.abc.Mapping) or origin in (dict, collections.abc.Mapping) or is_dataclass(hint):
+        return isinstance(value, collections.abc.Mapping)
+    if hint in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, list | tuple):
+            return False
+        if not args:
+            return True
+        if origin is tuple and ... not in args:
+            return len(value) == len(args) and all(matches_type(v, a) for v, a in zip(value, args, strict=True))
+        return all(matches_type(v, args[0]) for v in value)
     return True
 
 
-def _describe(hint: Any) -> str:
+def describe_type(hint: Any) -> str:
+    """An annotation in words for error messages: ``an integer or null``, ``a list of numbers``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        return " or ".join(describe_type(a) for a in args)
     if hint is type(None):
         return "null"
     if hint in _SIMPLE:
         return _SIMPLE[hint]
+    if hint in (dict, collections.abc.Mapping) or origin in (dict, collections.abc.Mapping):
+        return "a mapping"
+    if is_dataclass(hint):
+        return "a mapping of settings"
+    if origin is tuple and args and ... not in args:
+        return f"a list of {len(args)} {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
     if args:
-        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
     return getattr(hint, "__name__", str(hint))
 
 

@@ -18,12 +18,13 @@ def tree(tmp_path):
         tmp_path / "base_model.yaml",
         """
         model:
-          backbone: {type: CSPDarknet, depth: 1.0, width: 1.0}
+          backbone: {type: CSPDarknet, depth: 0.33, width: 0.25}
+          neck: {type: PAFPN, depth: 0.33}
           head: {type: YOLOXHead, num_classes: 80, strides: [8, 16, 32]}
-        train: {epochs: 300, lr: 0.01}
+        train: {epochs: 300, seed: 1}
         """,
     )
-    write(tmp_path / "base_train.yaml", "train: {epochs: 100, batch: 8}\n")
+    write(tmp_path / "base_train.yaml", "train: {epochs: 100, name: base}\n")
     (tmp_path / "sub").mkdir()
     write(
         tmp_path / "sub" / "child.yaml",
@@ -39,9 +40,9 @@ def tree(tmp_path):
 
 def test_base_list_deep_merge_later_wins(tree):
     cfg = load_config(tree / "sub" / "child.yaml")
-    assert cfg["model"]["backbone"] == {"type": "CSPDarknet", "depth": 1.0, "width": 0.5}
+    assert cfg["model"]["backbone"] == {"type": "CSPDarknet", "depth": 0.33, "width": 0.5}
     assert cfg["model"]["head"] == {"type": "YOLOXHead", "num_classes": 3, "strides": [8, 16, 32]}
-    assert cfg["train"] == {"epochs": 100, "lr": 0.01, "batch": 8}
+    assert (cfg["train"]["epochs"], cfg["train"]["seed"], cfg["train"]["name"]) == (100, 1, "base")
 
 
 def test_single_base_and_delete_replaces_mapping(tree):
@@ -69,21 +70,21 @@ def test_overrides_parse_yaml_scalars(tree):
             "model.head.num_classes=6",
             "train.epochs=10",
             "train.amp=true",
-            "model.head.strides=[16, 32]",
+            "model.head.strides=[16, 32, 64]",
             "train.name=run1",
-            "train.lr=1e-3",
+            "optimizer.lr=1e-3",
             "model.head.strides.0=4",
         ],
     )
     assert cfg["model"]["head"]["num_classes"] == 6
     assert cfg["train"]["epochs"] == 10 and cfg["train"]["amp"] is True and cfg["train"]["name"] == "run1"
-    assert cfg["train"]["lr"] == pytest.approx(1e-3)
-    assert cfg["model"]["head"]["strides"] == [4, 32]
+    assert cfg["optimizer"]["lr"] == pytest.approx(1e-3)
+    assert cfg["model"]["head"]["strides"] == [4, 32, 64]
 
 
 def test_override_dict_form_and_new_keys(tree):
-    cfg = load_config(tree / "base_model.yaml", {"model.neck.type": "PAFPN"})
-    assert cfg["model"]["neck"] == {"type": "PAFPN"}
+    cfg = load_config(tree / "base_model.yaml", {"model.neck.depthwise": True, "model.neck.act": "relu"})
+    assert cfg["model"]["neck"] == {"type": "PAFPN", "depth": 0.33, "depthwise": True, "act": "relu"}
 
 
 def test_override_errors():

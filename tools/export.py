@@ -1,63 +1,8 @@
-"""Export a detector to ONNX: ``python tools/export.py CONFIG --ckpt CKPT --out model.onnx``.
+"""``python tools/export.py ...`` is ``detector export ...`` (``detector/commands/export.py``)."""
 
-``[--imgsz 640 | --imgsz 384 640] [--dynamic-batch] [--nms] [--opset 17]``. CONFIG gives the
-model (our checkpoints carry their own config: CONFIG may then be omitted, or replace it); the
-Conv+BN-fused model is exported with box decoding in the graph, and with ``--nms`` with
-class-aware NMS (score threshold ``--conf``, ``--iou``, ``--max-det`` fixed in the file). The
-preprocessing conventions (BGR, 0..255, top-left letterbox on 114), input size and class
-names are written into the model's metadata; the file is checked with onnx.checker.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-from detector import build_model, load_config
-from detector.cli import run_tool
-from detector.engine.checkpoint import load_checkpoint
-from detector.export import export_onnx
-from detector.models.yolox_weights import load_yolox_weights
-from detector.registry import ConfigError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", help="model config (optional for our own checkpoints)")
-    parser.add_argument("--ckpt", required=True, help="checkpoint (ours, or official YOLOX with CONFIG)")
-    parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("--imgsz", type=int, nargs="+", help="input: size, or height width (default: the config's)")
-    parser.add_argument("--dynamic-batch", action="store_true", help="batch size chosen at run time")
-    parser.add_argument("--nms", action="store_true", help="class-aware NMS in the graph")
-    parser.add_argument("--conf", type=float, default=0.25, help="score threshold of the in-graph NMS")
-    parser.add_argument("--iou", type=float, default=0.65, help="IoU threshold of the in-graph NMS")
-    parser.add_argument("--max-det", type=int, default=100, help="detections per image of the in-graph NMS")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
-    args = parser.parse_args(argv)
-
-    def run() -> int:
-        ckpt = load_checkpoint(args.ckpt)
-        cfg = load_config(args.config, args.set) if args.config else ckpt.get("config")
-        if cfg is None:
-            raise ConfigError(f"{args.ckpt}: not a checkpoint of this package (no 'config'); pass CONFIG for its model")
-        model = build_model(cfg)
-        if "config" in ckpt:
-            model.load_state_dict(ckpt["model"])
-        else:
-            load_yolox_weights(model, ckpt)
-        imgsz = tuple((args.imgsz * 2)[:2]) if args.imgsz else cfg.get("data", {}).get("imgsz", 640)
-        path = export_onnx(
-            model, args.out, imgsz=imgsz, dynamic_batch=args.dynamic_batch, nms=args.nms, opset=args.opset,
-            conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det,
-            class_names=ckpt.get("class_names"),
-        )  # fmt: skip
-        print(f"wrote {path} (input {imgsz}, {'NMS in the graph' if args.nms else 'decoded predictions'})")
-        return 0
-
-    return run_tool(run, debug=args.debug)
-
+from detector.commands.export import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="tools/export.py"))

@@ -1,35 +1,8 @@
-"""Print a model's parameter count and GFLOPs: ``python tools/summary.py CONFIG [--imgsz 640]``."""
+"""``python tools/summary.py ...`` is ``detector summary ...`` (``detector/commands/summary.py``)."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from detector import build_model, load_config
-from detector.cli import run_tool
-from detector.models.summary import count_flops, count_parameters
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("config", help="YAML config with a model section")
-    parser.add_argument("--imgsz", type=int, nargs="+", default=[640], help="size, or height width")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
-    args = parser.parse_args(argv)
-    if len(args.imgsz) > 2:
-        parser.error("--imgsz takes one size or a height and a width")
-    h, w = (args.imgsz * 2)[:2]
-
-    def run() -> int:
-        model = build_model(load_config(args.config, args.set))
-        flops = count_flops(model, (h, w))
-        print("| config | input | parameters | GFLOPs |\n|---|---|---|---|")
-        print(f"| {args.config} | {h}x{w} | {count_parameters(model):,} | {flops / 1e9:.3f} |")
-        return 0
-
-    return run_tool(run, args.debug)
-
+from detector.commands.summary import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="tools/summary.py"))

@@ -15,7 +15,6 @@ matrix). That saves a 2x canvas fill, four resizes and a second interpolation pe
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from detector.data.coco import Sample
 from detector.registry import ConfigError
+from detector.schema import parse_section, setting
 
 HW = tuple[int, int]
 
@@ -45,39 +45,40 @@ class MixParams:
     four of five decodes; 0 draws and decodes each from the whole dataset (YOLOX).
     """
 
-    mosaic_prob: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_source: str = "plain"
-    mixup_ratio: float = 0.5
-    mixup_beta: float | None = None
-    mixup_scale: tuple[float, float] = (0.5, 1.5)
-    mixup_flip: float = 0.5
-    degrees: float = 10.0
-    translate: float = 0.1
-    scale: tuple[float, float] = (0.1, 2.0)
-    shear: float = 2.0
-    min_box_size: float = 2.0
-    min_area_ratio: float = 0.1
-    max_aspect_ratio: float = 20.0
-    pad_value: int = 114
-    buffer_size: int = 64
+    mosaic_prob: float = setting(1.0, "probability that a sample is a mosaic of four images")
+    mixup_prob: float = setting(1.0, "probability that a mosaic is blended with a second image (MixUp)")
+    mixup_source: str = setting(
+        "plain", "MixUp partner: a plain image (YOLOX) or a mosaic", choices=("plain", "mosaic")
+    )
+    mixup_ratio: float = setting(0.5, "MixUp weight of the first image (when mixup_beta is null)")
+    mixup_beta: float | None = setting(None, "draw the MixUp weight from Beta(b, b) instead (null: mixup_ratio)")
+    mixup_scale: tuple[float, float] = setting((0.5, 1.5), "scale jitter [low, high] of a plain MixUp partner")
+    mixup_flip: float = setting(0.5, "probability that a plain MixUp partner is flipped")
+    degrees: float = setting(10.0, "mosaic affine: rotation range in degrees")
+    translate: float = setting(0.1, "mosaic affine: translation as a fraction of the input size")
+    scale: tuple[float, float] = setting((0.1, 2.0), "mosaic affine: scale range [low, high] of the 2x canvas")
+    shear: float = setting(2.0, "mosaic affine: shear range in degrees")
+    min_box_size: float = setting(2.0, "after each geometric step keep boxes at least this many pixels wide and high")
+    min_area_ratio: float = setting(0.1, "... and with at least this fraction of their transformed area in the image")
+    max_aspect_ratio: float = setting(20.0, "... and an aspect ratio of at most this")
+    pad_value: int = setting(114, "grey level of the padding")
+    buffer_size: int = setting(64, "partners come from the last this many decoded images (0: from the whole set)")
+    single_augment: list[dict[str, Any]] | None = setting(
+        None, "albumentations steps for the samples that get no mosaic"
+    )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], path: str = "data.mix") -> MixParams:
         """Validated settings from a config mapping; a bad key or value raises ``ConfigError``
         naming ``path.key`` and what was expected."""
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of mosaic/mixup settings, got {type(cfg).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in cfg.items():
-            where = f"{path}.{key}"
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(fields)}"
-                raise ConfigError(f"{where}: unknown setting{hint}")
-            values[key] = _check_value(key, value, where)
-        return cls(**values)
+        return parse_section(cls, cfg, path)
+
+    def check(self, path: str) -> None:
+        """Ranges: probabilities in [0, 1], [low, high] ranges, counts >= 0."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("mixup_source", "single_augment"):
+                _check_value(f.name, value, f"{path}.{f.name}")
 
 
 _PROBABILITIES = {"mosaic_prob", "mixup_prob", "mixup_flip", "mixup_ratio", "min_area_ratio"}

@@ -10,16 +10,18 @@ are drawn from the whole dataset and decoded, as YOLOX does. Memory is bounded b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from detector.config_sections import DataConfig
 from detector.data.coco import Sample
 from detector.data.mix import MixParams, mixup, mosaic, place_for_mixup
 from detector.data.transforms import Size, TrainTransform, to_hw
 from detector.registry import DATASETS, ConfigError
+from detector.schema import parse_section
 
 #: Tries at drawing a MixUp partner that has boxes (YOLOX redraws until it finds one).
 _PARTNER_TRIES = 10
@@ -144,41 +146,37 @@ class MixDataset(torch.utils.data.Dataset):
         return f"{type(self).__name__}({self.dataset!r}, imgsz={self.imgsz}, {self.params}, mixing={self.mixing})"
 
 
-def train_transform(data_cfg: Mapping[str, Any], augment: bool = True) -> TrainTransform:
+def _data_section(data_cfg: DataConfig | Mapping[str, Any]) -> DataConfig:
+    return parse_section(DataConfig, data_cfg, "data")
+
+
+def train_transform(data_cfg: DataConfig | Mapping[str, Any], augment: bool = True) -> TrainTransform:
     """The per-sample transform of the training set: ``data.augment`` (when ``augment``), then the
     letterbox to ``data.imgsz``, boxes under ``data.min_box_size`` pixels dropped."""
-    return TrainTransform(
-        data_cfg.get("imgsz", 640),
-        data_cfg.get("augment") if augment else None,
-        min_box_size=float(data_cfg.get("min_box_size", 2.0)),
-    )
+    data = _data_section(data_cfg)
+    return TrainTransform(data.imgsz, data.augment if augment else None, min_box_size=data.min_box_size)
 
 
-def build_train_dataset(data_cfg: Mapping[str, Any], augment: bool = True, seed: int = 0) -> Any:
+def build_train_dataset(data_cfg: DataConfig | Mapping[str, Any], augment: bool = True, seed: int = 0) -> Any:
     """The training set that ``data_cfg`` (the config's ``data`` section) describes, as the model
     receives it.
 
     ``data.train``: the dataset config (built through ``DATASETS``). ``data.augment``: the
     albumentations list for every sample (colour, blur, flips). ``data.mix``: Mosaic/MixUp
-    settings (``MixParams``) plus ``single_augment``, an albumentations list for samples that get
-    no mosaic. Without ``data.mix`` the set is the plain dataset with a ``TrainTransform``.
+    settings (``MixParams``, with ``single_augment``, an albumentations list for samples that get
+    no mosaic). Without ``data.mix`` the set is the plain dataset with a ``TrainTransform``.
     ``augment=False`` gives the no-aug version (letterbox only, mixing off).
     """
-    if "train" not in data_cfg:
+    data = _data_section(data_cfg)
+    if data.train is None:
         raise ConfigError("data.train: missing; expected a dataset config with a 'type'")
-    imgsz = data_cfg.get("imgsz", 640)
-    transform = train_transform(data_cfg, augment)
-    mix_cfg = data_cfg.get("mix")
-    if mix_cfg is None:
-        return DATASETS.build(data_cfg["train"], "data.train", transform=transform)
-    if not isinstance(mix_cfg, Mapping):
-        raise ConfigError(f"data.mix: expected a mapping of mosaic/mixup settings, got {type(mix_cfg).__name__}")
-    mix_cfg = dict(mix_cfg)
-    single: Sequence[Mapping[str, Any]] | None = mix_cfg.pop("single_augment", None)
-    params = MixParams.from_config(mix_cfg, "data.mix")
-    min_box_size = float(data_cfg.get("min_box_size", 2.0))
-    single_transform = TrainTransform(imgsz, single, min_box_size=min_box_size) if single else None
-    dataset = DATASETS.build(data_cfg["train"], "data.train", transform=None)
-    mixed = MixDataset(dataset, imgsz, params, transform, single_transform, seed=seed)
+    transform = train_transform(data, augment)
+    if data.mix is None:
+        return DATASETS.build(data.train, "data.train", transform=transform)
+    params = data.mix
+    single = params.single_augment
+    single_transform = TrainTransform(data.imgsz, single, min_box_size=data.min_box_size) if single else None
+    dataset = DATASETS.build(data.train, "data.train", transform=None)
+    mixed = MixDataset(dataset, data.imgsz, params, transform, single_transform, seed=seed)
     mixed.mixing = augment
     return mixed

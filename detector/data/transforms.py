@@ -78,6 +78,12 @@ def _build_list(cfg_list: Sequence[Mapping[str, Any]], path: str) -> list[Any]:
     return built
 
 
+def check_augmentations(cfg_list: Sequence[Mapping[str, Any]], path: str) -> None:
+    """Check an albumentations config list (types, arguments) by building it once, as the
+    training transform will; ``ConfigError`` naming ``path[i].key``. Reads no data."""
+    _build_list(cfg_list, path)
+
+
 def build_augmentations(
     cfg_list: Sequence[Mapping[str, Any]],
     min_box_size: float = 2.0,

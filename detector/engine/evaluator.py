@@ -23,7 +23,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detector.fileio import atomic_write_text
-from detector.ops.boxes import xyxy_to_xywh
+from detector.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
 
 __all__ = [
     "STAT_NAMES",
@@ -158,6 +158,7 @@ def evaluate_coco(
     class_names: Sequence[str] | None = None,
     image_ids: Sequence[int] | None = None,
     verbose: bool = True,
+    plots_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score bbox results with pycocotools' ``COCOeval`` (evaluate, accumulate, summarize).
 
@@ -171,13 +172,18 @@ def evaluate_coco(
         image_ids: evaluate only these images (a subset of the gt); default all gt images.
         verbose: print what pycocotools prints (loading, timing, the 12 summary lines); when False,
             nothing of pycocotools' reaches stdout.
+        plots_dir: when given, also write the evaluation pictures there (PR curves at IoU 0.5 and
+            0.5:0.95, confusion matrix, per-class AP bars; see
+            :func:`detector.engine.eval_plots.write_evaluation_plots`) and list their paths in
+            ``metrics["plots"]``. The metric numbers are the same with or without it.
 
     Returns:
         ``{name: float for name in STAT_NAMES}`` (pycocotools' values, -1 where it gives -1),
         ``"stats"``: those 12 as a list, ``"per_class"``: ``{class name: AP@[.5:.95]}`` and
         ``"per_class_ap50"``: ``{class name: AP@.5}``, both from ``eval["precision"]`` at area "all",
         maxDets 100, in category-id order. Classes that pycocotools leaves without precision (no
-        non-crowd gt box in the evaluated images) are omitted from both.
+        non-crowd gt box in the evaluated images) are omitted from both. With ``plots_dir``,
+        ``"plots"``: the PNG paths written, as strings.
 
     Empty results are scored as "no detections" (every defined stat 0) with a printed note.
     Results naming an image or category that the gt lacks raise ``ValueError``.
@@ -239,7 +245,46 @@ def evaluate_coco(
         per_class_ap50[name] = _mean_valid(precision[iou_50, :, k, area_all, max_100])
     metrics["per_class"] = per_class
     metrics["per_class_ap50"] = per_class_ap50
+    if plots_dir is not None:
+        # Imported here: matplotlib is only needed when pictures are asked for.
+        from detector.engine.eval_plots import write_evaluation_plots
+
+        evaluated = list(coco_eval.params.imgIds)
+        ground_truth, detections = _plot_inputs(coco_gt, results, evaluated, cat_ids)
+        paths = write_evaluation_plots(precision, per_class, per_class_ap50, names, ground_truth, detections, plots_dir)
+        metrics["plots"] = [str(p) for p in paths]
     return metrics
+
+
+def _xyxy(xywh: list[list[float]]) -> np.ndarray:
+    """COCO ``xywh`` boxes -> ``[N, 4]`` float64 xyxy."""
+    return xywh_to_xyxy(torch.tensor(xywh, dtype=torch.float64).reshape(-1, 4)).numpy()
+
+
+def _plot_inputs(
+    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int], cat_ids: Sequence[int]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per evaluated image, the non-crowd gt ``(boxes xyxy, labels)`` and the detections ``(boxes
+    xyxy, scores, labels)``, labels contiguous in ascending category-id order (``cat_ids``)."""
+    label_of = {int(c): k for k, c in enumerate(cat_ids)}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    ground_truth, detections = [], []
+    for image_id in image_ids:
+        anns = [a for a in coco_gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        ground_truth.append(
+            (_xyxy([a["bbox"] for a in anns]), np.array([label_of[a["category_id"]] for a in anns], dtype=np.int64))
+        )
+        dets = by_image.get(int(image_id), [])
+        detections.append(
+            (
+                _xyxy([d["bbox"] for d in dets]),
+                np.array([d["score"] for d in dets], dtype=np.float64),
+                np.array([label_of[int(d["category_id"])] for d in dets], dtype=np.int64),
+            )
+        )
+    return ground_truth, detections
 
 
 def _fmt(value: float) -> str:

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from detector.registry import ConfigError
-
-OPTIMIZERS = ("SGD", "AdamW")
+from detector.config_sections import OptimizerConfig
+from detector.schema import parse_section
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -26,20 +25,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig | Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW from the ``optimizer`` config section, at ``lr``."""
-    kind = cfg.get("type", "SGD")
-    weight_decay = float(cfg.get("weight_decay", 5e-4))
-    groups = parameter_groups(model, weight_decay)
-    if kind == "SGD":
-        return torch.optim.SGD(
-            groups,
-            lr=lr,
-            momentum=float(cfg.get("momentum", 0.9)),
-            nesterov=bool(cfg.get("nesterov", True)),
-            foreach=True,
-        )
-    if kind == "AdamW":
-        betas = tuple(cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
-    raise ConfigError(f"optimizer.type: unknown optimizer '{kind}'; expected one of {', '.join(OPTIMIZERS)}")
+    cfg = parse_section(OptimizerConfig, cfg, "optimizer")
+    groups = parameter_groups(model, cfg.weight_decay)
+    if cfg.type == "SGD":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, foreach=True)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from detector.allocator import keep_freed_memory
 from detector.config import dump_config
+from detector.config_sections import parse_config
 from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.mix_dataset import MixDataset, build_train_dataset, train_transform
 from detector.data.step_sampler import StepBatchSampler
@@ -45,6 +46,7 @@ from detector.fileio import atomic_write
 from detector.inference import Predictor
 from detector.models.detector import build_model
 from detector.registry import DATASETS, ConfigError
+from detector.schema import to_plain
 from detector.visualize import draw_detections
 
 LOSS_KEYS = ("loss", "iou", "obj", "cls", "l1")
@@ -128,25 +130,26 @@ class Trainer:
         progress: bool = True,
         config_name: str = "run",
     ) -> None:
-        self.cfg = copy.deepcopy(dict(cfg))
-        self.train_cfg = self.cfg.get("train", {})
-        self.data_cfg = self.cfg.get("data", {})
-        self.dist = init_distributed(resolve_device(device), float(self.train_cfg.get("dist_timeout_s", 1800)))
+        # The typed config: every key checked, defaults filled in (what config.yaml records).
+        self.settings = parse_config(cfg)
+        self.cfg = to_plain(self.settings)
+        self.train_cfg, self.data_cfg = self.settings.train, self.settings.data
+        self.dist = init_distributed(resolve_device(device), self.train_cfg.dist_timeout_s)
         self.device = self.dist.device
         self.rank, self.world_size, self.is_main = self.dist.rank, self.dist.world_size, self.dist.is_main
-        if self.device.type == "cpu" and self.train_cfg.get("keep_freed_memory", True):
+        if self.device.type == "cpu" and self.train_cfg.keep_freed_memory:
             keep_freed_memory()
         self.progress = progress and self.is_main
-        self.epochs = int(self.train_cfg.get("epochs", 100))
-        self.batch_size = int(self.data_cfg.get("batch_size", 16))
+        self.epochs = self.train_cfg.epochs
+        self.batch_size = self.data_cfg.batch_size
         self.batch_per_device, self.accumulate = self._split_batch()
-        self.imgsz = self.data_cfg.get("imgsz", 640)
-        self.seed = int(self.train_cfg.get("seed", 0))
-        self.use_amp = bool(self.train_cfg.get("amp", True)) and self.device.type == "cuda"
-        self.max_bad_steps = int(self.train_cfg.get("max_bad_steps", 10))
-        self.clip_grad = self.train_cfg.get("clip_grad")
-        self.no_aug_epochs = int(self.train_cfg.get("no_aug_epochs", 0))
-        self.eval_interval = int(self.train_cfg.get("eval_interval", 10))
+        self.imgsz = self.data_cfg.imgsz
+        self.seed = self.train_cfg.seed
+        self.use_amp = self.train_cfg.amp and self.device.type == "cuda"
+        self.max_bad_steps = self.train_cfg.max_bad_steps
+        self.clip_grad = self.train_cfg.clip_grad
+        self.no_aug_epochs = self.train_cfg.no_aug_epochs
+        self.eval_interval = self.train_cfg.eval_interval
 
         resume_path = self._resume_path(resume, config_name)
         if resume_path is not None:
@@ -154,10 +157,10 @@ class Trainer:
         elif run_dir is not None:
             self.run_dir = Path(run_dir)
         else:
-            root = Path(self.train_cfg.get("output_dir", "runs"))
+            root = Path(self.train_cfg.output_dir)
             # Rank 0 picks the next free name; the others must not race it to the folder.
             self.run_dir = broadcast_object(
-                unique_run_dir(root, str(self.train_cfg.get("name", config_name))) if self.is_main else None
+                unique_run_dir(root, self.train_cfg.name or config_name) if self.is_main else None
             )
         self.weights_dir = self.run_dir / "weights"
         created = self.is_main and not self.run_dir.exists()
@@ -177,12 +180,12 @@ class Trainer:
         """Datasets, model, loader, DDP, optimiser, schedule, EMA; the state to resume from."""
         seed_everything(self.seed)
         self.train_set = build_train_dataset(self.data_cfg, augment=True, seed=self.seed)
-        self.val_set = self._build_dataset("val", EvalTransform(self.imgsz)) if "val" in self.data_cfg else None
+        self.val_set = self._build_dataset("val", EvalTransform(self.imgsz)) if self.data_cfg.val is not None else None
         self._check_classes()
         # Channels-last lets oneDNN/cuDNN pick faster convolution kernels (about 1.5x here on CPU).
-        self.memory_format = torch.channels_last if self.train_cfg.get("channels_last", True) else torch.preserve_format
+        self.memory_format = torch.channels_last if self.train_cfg.channels_last else torch.preserve_format
         model = build_model(self.cfg)
-        if self.train_cfg.get("sync_bn", False) and self.dist.distributed:
+        if self.train_cfg.sync_bn and self.dist.distributed:
             model = convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device, memory_format=self.memory_format)
         # Walking the module tree every step costs more than the step's bookkeeping itself.
@@ -197,8 +200,8 @@ class Trainer:
             self.train_set,
             batch_size=self.batch_per_device,
             shuffle=True,
-            num_workers=int(self.data_cfg.get("num_workers", 0)),
-            pin_memory=bool(self.data_cfg.get("pin_memory", True)) and self.device.type == "cuda",
+            num_workers=self.data_cfg.num_workers,
+            pin_memory=self.data_cfg.pin_memory and self.device.type == "cuda",
             seed=self.seed,
             batch_sampler=self.sampler,
         )
@@ -213,21 +216,22 @@ class Trainer:
             if self.dist.distributed
             else None
         )
-        opt_cfg = self.cfg.get("optimizer", {})
+        opt_cfg = self.settings.optimizer
         # Linear scaling rule: the configured lr is for base_batch_size images per step.
-        self.base_lr = float(opt_cfg.get("lr", 0.01)) * self.batch_size / float(opt_cfg.get("base_batch_size", 64))
+        self.base_lr = opt_cfg.lr * self.batch_size / float(opt_cfg.base_batch_size)
         self.optimizer = build_optimizer(self.model, opt_cfg, self.base_lr)
-        sched_cfg = self.cfg.get("scheduler", {})
+        sched_cfg = self.settings.scheduler
         self.scheduler = WarmupCosineLR(
             self.optimizer,
             self.base_lr,
             total_iters=self.epochs * self.iters_per_epoch,
-            warmup_iters=int(float(sched_cfg.get("warmup_epochs", 1)) * self.iters_per_epoch),
-            warmup_lr=float(sched_cfg.get("warmup_lr", 0.0)),
-            min_lr_ratio=float(sched_cfg.get("min_lr_ratio", 0.05)),
+            warmup_iters=int(sched_cfg.warmup_epochs * self.iters_per_epoch),
+            warmup_lr=sched_cfg.warmup_lr,
+            min_lr_ratio=sched_cfg.min_lr_ratio,
             flat_iters=self.no_aug_epochs * self.iters_per_epoch,
         )
-        self.ema = ModelEMA(self.model, **self.train_cfg.get("ema", {})) if self.train_cfg.get("ema", True) else None
+        ema = self.train_cfg.ema
+        self.ema = ModelEMA(self.model, decay=ema.decay, tau=ema.tau) if ema else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
         self.iteration = 0
@@ -248,7 +252,7 @@ class Trainer:
         """``(images per process per forward pass, micro-batches accumulated per step)``."""
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size: {self.batch_size}; expected a positive global batch")
-        per_device = self.data_cfg.get("batch_per_device")
+        per_device = self.data_cfg.batch_per_device
         if per_device is None:
             if self.batch_size % self.world_size:
                 raise ConfigError(
@@ -256,7 +260,6 @@ class Trainer:
                     "use a multiple of the process count"
                 )
             return self.batch_size // self.world_size, 1
-        per_device = int(per_device)
         if per_device < 1 or self.batch_size % (self.world_size * per_device):
             raise ConfigError(
                 f"data.batch_per_device: {per_device}; expected a positive divisor of data.batch_size "
@@ -268,8 +271,7 @@ class Trainer:
         if resume in (None, False):
             return None
         if resume is True or resume == "":
-            root = Path(self.train_cfg.get("output_dir", "runs"))
-            return root / str(self.train_cfg.get("name", config_name)) / "weights" / "last.pt"
+            return Path(self.train_cfg.output_dir) / (self.train_cfg.name or config_name) / "weights" / "last.pt"
         return Path(resume)
 
     def _make_logger(self) -> logging.Logger:
@@ -301,13 +303,14 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _dataset_source(self, split: str) -> str:
-        cfg = self.data_cfg.get(split, {})
+        cfg = getattr(self.data_cfg, split) or {}
         return ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type")
 
     def _build_dataset(self, split: str, transform: Any) -> Any:
-        if split not in self.data_cfg:
+        cfg = getattr(self.data_cfg, split)
+        if cfg is None:
             raise ConfigError(f"data.{split}: missing; expected a dataset config with a 'type'")
-        return DATASETS.build(self.data_cfg[split], f"data.{split}", transform=transform)
+        return DATASETS.build(cfg, f"data.{split}", transform=transform)
 
     def _check_classes(self) -> None:
         head_classes = self.cfg["model"]["head"].get("num_classes")
@@ -548,30 +551,32 @@ class Trainer:
         row.update(epoch=self.epoch + 1, lr=lr, images_per_s=images_seen / max(elapsed, 1e-9), epoch_time=elapsed)
         return row
 
-    def evaluate(self, progress: bool | None = None) -> dict[str, Any]:
-        """COCO metrics of the EMA model (or the model) on the validation set."""
+    def evaluate(self, progress: bool | None = None, plots_dir: Path | None = None) -> dict[str, Any]:
+        """COCO metrics of the EMA model (or the model) on the validation set; with ``plots_dir``
+        also the evaluation pictures (PR curves, confusion matrix, per-class AP) there."""
         if self.val_set is None:
             raise ConfigError("data.val: missing; evaluation needs a validation set")
         model = copy.deepcopy(self.ema.module if self.ema is not None else self.model)
         # Without SyncBN each rank's BatchNorm statistics (and so its EMA) drift apart between
         # DDP's buffer broadcasts: every shard is evaluated with rank 0's model, the one saved.
         broadcast_module_state(model)
-        eval_cfg = self.cfg.get("eval", {})
+        eval_cfg = self.settings.eval
         predictor = Predictor(
             model.fuse(),
             self.imgsz,
             device=self.device,
-            conf_threshold=float(eval_cfg.get("conf_threshold", 0.001)),
-            iou_threshold=float(eval_cfg.get("iou_threshold", 0.65)),
-            max_det=int(eval_cfg.get("max_det", 100)),
+            conf_threshold=eval_cfg.conf_threshold,
+            iou_threshold=eval_cfg.iou_threshold,
+            max_det=eval_cfg.max_det,
         )
         return evaluate_dataset(
             predictor,
             self.val_set,
-            batch_size=int(eval_cfg.get("batch_size", self.batch_per_device)),
+            batch_size=eval_cfg.batch_size or self.batch_per_device,
             verbose=False,
             progress=self.progress if progress is None else progress and self.is_main,
             distributed=self.dist.distributed,
+            plots_dir=plots_dir,
         )
 
     def save_prediction_samples(self, count: int = 4, conf_threshold: float = 0.3) -> list[Path]:
@@ -613,7 +618,7 @@ class Trainer:
         try:
             while self.epoch < self.epochs:
                 metrics = self.run_epoch() or metrics
-            if self.is_main:
+            if self.is_main and self.train_cfg.plots:
                 plot_training_curves(self.history, self.run_dir / "plots")
                 if self.val_set is not None:
                     self.save_prediction_samples()
@@ -634,7 +639,8 @@ class Trainer:
         row = self.train_epoch()
         last_epoch = self.epoch + 1 == self.epochs
         if self.val_set is not None and ((self.epoch + 1) % self.eval_interval == 0 or last_epoch):
-            metrics = self.evaluate()
+            plots = self.run_dir / "plots" if last_epoch and self.train_cfg.plots else None
+            metrics = self.evaluate(plots_dir=plots)
             row.update(mAP50_95=metrics["mAP50_95"], mAP50=metrics["mAP50"])
         self.memory.sample(force=True)  # after the evaluation, whose memory counts as well
         row.update(self.memory.peaks())

@@ -3,6 +3,7 @@ or sharded over the ranks of a torch.distributed run."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,7 @@ def evaluate_dataset(
     verbose: bool = True,
     progress: bool = True,
     distributed: bool = False,
+    plots_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict every image of ``dataset`` (its transform must be the eval letterbox at the
     predictor's size) and score them with COCOeval against ``dataset.coco``.
@@ -54,6 +56,8 @@ def evaluate_dataset(
     r + 2W, ... (each image exactly once), rank 0 gathers them in dataset order and scores them,
     and every rank returns rank 0's metrics: the numbers of a single-process evaluation.
     Returns the evaluator's metrics dict (``mAP50_95``, ``mAP50``, ..., ``per_class``).
+    With ``plots_dir``, rank 0 also writes the evaluation PNGs there (PR curves, confusion matrix,
+    per-class AP) and the metrics list them under ``"plots"``.
     """
     rank, world_size = world() if distributed else (0, 1)
     shard = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
@@ -73,6 +77,11 @@ def evaluate_dataset(
     if rank == 0:
         results = detections_to_coco_results(image_ids, detections, dataset.cat_ids)
         metrics = evaluate_coco(
-            dataset.coco, results, class_names=dataset.class_names, image_ids=image_ids, verbose=verbose
+            dataset.coco,
+            results,
+            class_names=dataset.class_names,
+            image_ids=image_ids,
+            verbose=verbose,
+            plots_dir=plots_dir,
         )
     return broadcast_object(metrics) if world_size > 1 else metrics

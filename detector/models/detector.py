@@ -83,6 +83,13 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     model is first built on the ``meta`` device (no memory) and refused with a ``ConfigError``
     when it would have more than ``MAX_PARAMETERS`` parameters (channel counts gone wrong).
     """
+    check_model_config(cfg)
+    return _build_model(cfg)
+
+
+def check_model_config(cfg: Mapping[str, Any]) -> None:
+    """Check a model config without allocating anything: build it on the ``meta`` device
+    (registry signature checks, channel arithmetic) and refuse more than ``MAX_PARAMETERS``."""
     with torch.device("meta"):
         probe = _build_model(cfg)
     count = sum(p.numel() for p in probe.parameters())
@@ -91,7 +98,6 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
             f"model: {count / 1e6:,.0f} M parameters, more than {MAX_PARAMETERS / 1e6:,.0f} M "
             "(YOLOX-X has 99 M); check the width, channels and num_classes settings"
         )
-    return _build_model(cfg)
 
 
 def _build_model(cfg: Mapping[str, Any]) -> nn.Module:

@@ -218,9 +218,9 @@ def test_build_train_dataset_from_config(shapes):
 
     with pytest.raises(ConfigError, match=r"data\.train: missing"):
         build_train_dataset({"imgsz": 64})
-    with pytest.raises(ConfigError, match=r"data\.mix: expected a mapping"):
+    with pytest.raises(ConfigError, match=r"data\.mix: \[1, 2\]; expected a mapping of settings or null"):
         build_train_dataset({**data, "mix": [1, 2]})
-    with pytest.raises(ConfigError, match=r"data\.mix\.shaer: unknown setting; did you mean 'shear'"):
+    with pytest.raises(ConfigError, match=r"data\.mix\.shaer: unknown key; did you mean 'data\.mix\.shear'"):
         build_train_dataset({**data, "mix": {"shaer": 2.0}})
     with pytest.raises(ConfigError, match=r"augmentations\[0\]\.type: unknown albumentations transform 'Afine'"):
         build_train_dataset({**data, "mix": {"single_augment": [{"type": "Afine"}]}})

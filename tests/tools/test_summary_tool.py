@@ -29,5 +29,6 @@ def test_summary_user_error_is_one_line():
     result = run_summary("configs/_base_/models/yolox_nano.yaml", "--set", "model.neck.type=PAN")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: model.neck.type: unknown NECKS type 'PAN'; did you mean 'PAFPN', 'FPN'?"
+        "error: configs/_base_/models/yolox_nano.yaml: model.neck.type: unknown NECKS type 'PAN'; "
+        "did you mean 'PAFPN', 'FPN'?"
     ]

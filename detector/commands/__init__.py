@@ -1,0 +1,21 @@
+"""The subcommands of the ``detector`` command: one module each, with ``main(argv, prog)``.
+
+``detector SUB ARGS`` (``detector.cli.main``), ``python -m detector SUB ARGS`` and the
+``tools/*.py`` shims all call the same ``main``.
+"""
+
+#: Subcommand name -> (module in this package, one-line summary).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train a detector from a config (torchrun for several processes)"),
+    "eval": ("eval", "COCO mAP of a checkpoint or ONNX model; --plots DIR for PR curves, confusion matrix"),
+    "predict": ("predict", "detect objects in images, write drawn PNGs and JSON"),
+    "track": ("track", "track people in a video, image folder or MOT sequence"),
+    "export": ("export", "export a checkpoint to ONNX (decoding, optional NMS)"),
+    "quantize": ("quantize", "INT8-quantize an exported ONNX model, calibrated on data.train"),
+    "summary": ("summary", "parameters and GFLOPs of a config's model"),
+    "check-data": ("check_data", "check a config's datasets: annotations, boxes, image files"),
+    "browse": ("browse", "a PNG grid of training samples as the model receives them"),
+    "eval-mot": ("eval_mot", "MOT metrics (MOTA, IDF1, HOTA) of tracker results against ground truth"),
+    "make-synthetic": ("make_synthetic", "generate the synthetic shapes dataset (COCO format)"),
+    "config": ("config", "print a config fully resolved, every default filled in; --describe: every key"),
+}
