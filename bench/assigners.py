@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 from detector import build_model, load_config
-from detector.allocator import keep_freed_memory
 from detector.assigners import ATSSAssigner, SimOTAAssigner, YOLOv5Assigner, pad_targets
 from detector.assigners.base import Assigner
 from detector.data.coco import CocoDataset
@@ -37,6 +36,7 @@ from detector.data.synthetic import generate_synthetic_coco
 from detector.data.transforms import TrainTransform
 from detector.engine.trainer import Trainer
 from detector.ops.priors import make_priors
+from detector.utils.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]

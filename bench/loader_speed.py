@@ -26,13 +26,13 @@ from torch.utils.data import RandomSampler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import step_speed  # noqa: E402  (the training-step measurement, shared)
 
-from detector.allocator import keep_freed_memory  # noqa: E402
 from detector.data.coco import CocoDataset  # noqa: E402
 from detector.data.loader import build_dataloader  # noqa: E402
 from detector.data.mix import MixParams  # noqa: E402
 from detector.data.mix_dataset import MixDataset  # noqa: E402
 from detector.data.synthetic import generate_synthetic_coco  # noqa: E402
 from detector.data.transforms import TrainTransform  # noqa: E402
+from detector.utils.allocator import keep_freed_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DETECTOR_SHARED", REPO.parent / "shared"))

@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from detector import build_model, load_config
-from detector.allocator import keep_freed_memory
 from detector.data.coco import CocoDataset
 from detector.data.loader import build_dataloader
 from detector.data.synthetic import generate_synthetic_coco
 from detector.data.transforms import TrainTransform
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer
+from detector.utils.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [("nano", 320, 16), ("tiny", 320, 16), ("s", 640, 16)]

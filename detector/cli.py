@@ -10,9 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from detector.engine.checkpoint import CheckpointError
-from detector.engine.errors import TrainingError
-from detector.registry import ConfigError
+from detector.errors import CheckpointError, ConfigError, TrainingError
 
 #: Errors caused by the user's input: shown as one line without a traceback.
 #: A TrainingError is a diagnosed stop (e.g. NaNs in a row): its message is what to act on.

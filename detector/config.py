@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from detector.fileio import atomic_write
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 from detector.schema import to_plain
+from detector.utils.fileio import atomic_write
 
 BASE_KEY = "_base_"
 #: The package's own configs: named configs, and bases a config may always use.

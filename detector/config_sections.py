@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detector.data.mix import MixParams
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 from detector.schema import check_non_negative, check_positive, parse_section, setting
 
 
@@ -79,6 +79,7 @@ class TrainConfig:
     keep_freed_memory: bool = setting(True, "CPU: keep freed memory in the allocator instead of returning it")
     dist_timeout_s: float = setting(1800.0, "seconds a collective may wait for the other processes")
     plots: bool = setting(True, "at the end: curves, evaluation pictures and drawn predictions in the run folder")
+    hooks: list[dict[str, Any]] = setting([], "extra training hooks after the built-in ones: [{type: NAME, ...}]")
 
     def check(self, path: str) -> None:
         if self.ema is True:
@@ -192,7 +193,7 @@ def check_parts(run: RunConfig) -> None:
     import detector.tracking  # noqa: F401  (registers the trackers)
     from detector.data.transforms import check_augmentations
     from detector.models.detector import check_model_config
-    from detector.registry import DATASETS, TRACKERS
+    from detector.registry import DATASETS, HOOKS, TRACKERS
 
     if run.model is not None:
         check_model_config(run.model)
@@ -206,3 +207,8 @@ def check_parts(run: RunConfig) -> None:
         check_augmentations(run.data.mix.single_augment, "data.mix.single_augment")
     if run.track.tracker is not None:
         TRACKERS.check(run.track.tracker, "track.tracker")
+    if run.train.hooks:
+        import detector.engine.hooks  # noqa: F401  (registers the built-in hooks)
+
+        for i, hook in enumerate(run.train.hooks):
+            HOOKS.check(hook, f"train.hooks[{i}]")

@@ -20,12 +20,12 @@ from torch import nn
 
 from detector.config_sections import parse_config
 from detector.data.transforms import letterbox
-from detector.engine.checkpoint import load_checkpoint
+from detector.errors import ConfigError
 from detector.models.detector import build_model
 from detector.models.yolox_weights import load_yolox_weights
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.ops.nms import batched_nms_images
-from detector.registry import ConfigError
+from detector.utils.checkpoint import load_checkpoint
 
 
 @dataclass

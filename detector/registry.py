@@ -11,9 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import is_dataclass
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A config value is wrong: the message names the config key and what was expected."""
+from detector.errors import ConfigError
 
 
 class Registry:
@@ -183,3 +181,4 @@ LOSSES = Registry("LOSSES")
 DATASETS = Registry("DATASETS")
 TRANSFORMS = Registry("TRANSFORMS")
 TRACKERS = Registry("TRACKERS")
+HOOKS = Registry("HOOKS")

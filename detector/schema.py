@@ -20,7 +20,8 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from detector.registry import ConfigError, describe_type, matches_type
+from detector.errors import ConfigError
+from detector.registry import describe_type, matches_type
 
 _HELP = "help"
 _CHOICES = "choices"

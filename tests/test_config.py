@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from detector.config import dump_config, load_config, merge_config, parse_overrides
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 
 
 def write(path, text):

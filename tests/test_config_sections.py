@@ -9,7 +9,7 @@ import yaml
 
 from detector.config import PACKAGE_CONFIGS, dump_config, load_config, packaged_configs
 from detector.config_sections import KNOWN_SECTIONS, RunConfig, parse_config
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 from detector.schema import describe_keys
 
 hypothesis = pytest.importorskip("hypothesis")

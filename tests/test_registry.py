@@ -1,7 +1,8 @@
 import pytest
 from torch import nn
 
-from detector.registry import BACKBONES, NECKS, ConfigError, Registry
+from detector.errors import ConfigError
+from detector.registry import BACKBONES, NECKS, Registry
 
 
 def make_registry():

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 from detector.schema import describe_keys, parse_section, setting, to_plain
 
 

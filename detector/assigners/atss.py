@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from detector.assigners.base import BACKGROUND, Assigner
-from detector.assigners.simota import pairwise_iou_cxcywh
+from detector.ops.boxes import box_iou_cxcywh
 from detector.ops.priors import prior_centers
 from detector.registry import ASSIGNERS
 
@@ -59,7 +59,7 @@ class ATSSAssigner(Assigner):
     ) -> Tensor:
         boxes = self.prior_boxes(priors)
         centers = boxes[:, :2]
-        ious = pairwise_iou_cxcywh(gt_boxes, boxes)  # [G, P]
+        ious = box_iou_cxcywh(gt_boxes, boxes)  # [G, P]
         distances = torch.cdist(gt_boxes[:, :2], centers)  # [G, P]
 
         candidates, start = [], 0

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from detector.ops.boxes import xyxy_to_cxcywh
+from detector.ops.boxes import aligned_iou_cxcywh, xyxy_to_cxcywh
 
 #: ``AssignResult.gt_inds`` value of a background prior.
 BACKGROUND = -1
@@ -80,27 +80,13 @@ def pad_targets(targets: Tensor, batch_size: int) -> tuple[Tensor, Tensor, Tenso
     return gt_boxes, gt_labels, gt_mask
 
 
-def paired_iou_cxcywh(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of corresponding rows of ``boxes1`` and ``boxes2`` ``[..., 4]`` cxcywh -> ``[...]``.
-
-    Same arithmetic as ``pairwise_iou_cxcywh`` (areas as w * h), so a pair gets the same value
-    from both."""
-    half1, half2 = boxes1[..., 2:] / 2, boxes2[..., 2:] / 2
-    top_left = torch.maximum(boxes1[..., :2] - half1, boxes2[..., :2] - half2)
-    bottom_right = torch.minimum(boxes1[..., :2] + half1, boxes2[..., :2] + half2)
-    overlaps = (top_left < bottom_right).all(dim=-1)
-    inter = (bottom_right - top_left).prod(dim=-1) * overlaps
-    union = boxes1[..., 2] * boxes1[..., 3] + boxes2[..., 2] * boxes2[..., 3] - inter
-    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
-
-
 def build_assign_result(gt_inds: Tensor, gt_boxes: Tensor, gt_labels: Tensor, pred_boxes: Tensor) -> AssignResult:
     """Fill labels, target boxes and IoU quality from ``gt_inds [B, P]`` and the padded gts."""
     fg = gt_inds >= 0
     gather = gt_inds.clamp(min=0)
     labels = torch.where(fg, torch.gather(gt_labels, 1, gather), torch.full_like(gt_inds, -1))
     boxes = torch.gather(gt_boxes.float(), 1, gather[..., None].expand(-1, -1, 4)) * fg[..., None]
-    quality = paired_iou_cxcywh(pred_boxes.detach().float(), boxes) * fg
+    quality = aligned_iou_cxcywh(pred_boxes.detach().float(), boxes) * fg
     return AssignResult(gt_inds=gt_inds, labels=labels, boxes=boxes, quality=quality)
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from detector.assigners.base import BACKGROUND, Assigner
-from detector.ops.boxes import cxcywh_to_xyxy
+from detector.ops.boxes import box_iou_cxcywh
 from detector.ops.priors import prior_centers
 from detector.registry import ASSIGNERS
 
@@ -49,22 +49,6 @@ def _empty_result(num_priors: int, device: torch.device) -> SimOTAResult:
         matched_ious=torch.zeros(0, dtype=torch.float32, device=device),
         num_fg=0,
     )
-
-
-def pairwise_iou_cxcywh(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of ``boxes1 [N, 4]`` with ``boxes2 [M, 4]``, both cxcywh pixels -> ``[N, M]``.
-
-    Areas are w * h (not corner differences) so the values, and hence the cost ranking, agree
-    bit for bit with YOLOX's own ``bboxes_iou``.
-    """
-    xyxy1, xyxy2 = cxcywh_to_xyxy(boxes1), cxcywh_to_xyxy(boxes2)
-    top_left = torch.maximum(xyxy1[:, None, :2], xyxy2[None, :, :2])
-    bottom_right = torch.minimum(xyxy1[:, None, 2:], xyxy2[None, :, 2:])
-    overlaps = (top_left < bottom_right).all(dim=-1)
-    inter = (bottom_right - top_left).prod(dim=-1) * overlaps
-    union = (boxes1[:, 2] * boxes1[:, 3])[:, None] + boxes2[:, 2] * boxes2[:, 3] - inter
-    # Only two zero-area boxes make the union 0; the clamp turns their 0 / 0 into 0.
-    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
 
 
 def center_prior_mask(gt_boxes: Tensor, priors: Tensor, center_radius: float = 1.5) -> Tensor:
@@ -128,7 +112,7 @@ def assign_simota(
             return _empty_result(num_priors, device)
         in_center = in_center[:, candidates]
 
-        ious = pairwise_iou_cxcywh(gt_boxes, pred_boxes[candidates].float())
+        ious = box_iou_cxcywh(gt_boxes, pred_boxes[candidates].float())
         probs = (cls_logits[candidates].float().sigmoid() * obj_logits[candidates].float().sigmoid()[:, None]).sqrt()
         onehot = F.one_hot(gt_labels.long(), num_classes).float()
         cls_cost = F.binary_cross_entropy(

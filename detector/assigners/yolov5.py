@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from detector.assigners.atss import level_sizes
-from detector.assigners.base import BACKGROUND, Assigner, paired_iou_cxcywh
+from detector.assigners.base import BACKGROUND, Assigner
+from detector.ops.boxes import aligned_iou_cxcywh
 from detector.registry import ASSIGNERS
 
 #: YOLOv5's default anchors (w, h input pixels) for strides 8, 16, 32.
@@ -185,7 +186,7 @@ class YOLOv5Assigner(Assigner):
         if rows_image.numel() == 0:
             return gt_inds
         # Resolve priors matched more than once: highest prediction IoU first, then the first row.
-        ious = paired_iou_cxcywh(pred_boxes[rows_image, rows_prior], gt_boxes[rows_image, rows_gt])
+        ious = aligned_iou_cxcywh(pred_boxes[rows_image, rows_prior], gt_boxes[rows_image, rows_gt])
         keys = rows_image * num_priors + rows_prior
         order = torch.argsort(ious, descending=True, stable=True)
         order = order[torch.argsort(keys[order], stable=True)]

@@ -18,8 +18,8 @@ from detector.cli import run_tool
 from detector.config_sections import parse_config
 from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.mix_dataset import build_train_dataset
-from detector.fileio import atomic_write
-from detector.visualize import draw_batch_grid
+from detector.utils.fileio import atomic_write
+from detector.utils.visualize import draw_batch_grid
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

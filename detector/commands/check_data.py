@@ -18,9 +18,10 @@ from tqdm import tqdm
 from detector import load_config
 from detector.cli import run_tool
 from detector.config_sections import parse_config
-from detector.data.coco import BrokenImageError, record_broken
+from detector.data.coco import record_broken
 from detector.data.problems import NOTICES
-from detector.registry import DATASETS, ConfigError
+from detector.errors import BrokenImageError, ConfigError
+from detector.registry import DATASETS
 
 
 def decode_all(dataset: Any, progress: bool = True) -> int:

@@ -28,8 +28,9 @@ from detector.engine.distributed import init_distributed, shutdown_distributed
 from detector.engine.evaluator import evaluate_coco, format_per_class_table, write_metrics_json
 from detector.engine.trainer import resolve_device
 from detector.engine.validate import evaluate_dataset
+from detector.errors import ConfigError
 from detector.inference import OnnxPredictor, Predictor
-from detector.registry import DATASETS, ConfigError
+from detector.registry import DATASETS
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

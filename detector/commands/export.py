@@ -15,10 +15,10 @@ import argparse
 from detector import build_model, load_config
 from detector.cli import run_tool
 from detector.config_sections import parse_config
-from detector.engine.checkpoint import load_checkpoint
+from detector.errors import ConfigError
 from detector.export import export_onnx
 from detector.models.yolox_weights import load_yolox_weights
-from detector.registry import ConfigError
+from detector.utils.checkpoint import load_checkpoint
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from detector.cli import run_tool
 from detector.data.synthetic import generate_synthetic_coco
-from detector.fileio import atomic_write_text
+from detector.utils.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

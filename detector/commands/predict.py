@@ -15,9 +15,9 @@ import cv2
 
 from detector import load_config
 from detector.cli import run_tool
-from detector.fileio import IMAGE_SUFFIXES, atomic_write_text
 from detector.inference import OnnxPredictor, Predictor
-from detector.visualize import draw_detections
+from detector.utils.fileio import IMAGE_SUFFIXES, atomic_write_text
+from detector.utils.visualize import draw_detections
 
 
 def list_images(sources: list[str]) -> list[Path]:

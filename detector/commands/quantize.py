@@ -13,8 +13,9 @@ from pathlib import Path
 from detector import load_config
 from detector.cli import run_tool
 from detector.config_sections import parse_config
+from detector.errors import ConfigError
 from detector.export.quantize import quantize_int8
-from detector.registry import DATASETS, ConfigError
+from detector.registry import DATASETS
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -18,13 +18,14 @@ from pathlib import Path
 from detector import load_config
 from detector.cli import run_tool
 from detector.config_sections import parse_config
-from detector.fileio import atomic_write_text
-from detector.registry import TRACKERS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot, format_mot_table
 from detector.tracking.mot_io import read_mot
 from detector.tracking.motion import MotionDetector
 from detector.tracking.pipeline import detections_from_file, detections_from_predictor, track_sequence
 from detector.tracking.sources import FrameSource
+from detector.utils.fileio import atomic_write_text
 
 #: The packaged ByteTrack settings (``detector/configs/_base_/trackers/bytetrack.yaml``).
 DEFAULT_TRACKER = "_base_/trackers/bytetrack"

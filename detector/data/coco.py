@@ -22,7 +22,8 @@ import torch
 from pycocotools.coco import COCO
 
 from detector.data import problems as P
-from detector.data.problems import DataProblems, DatasetError, image_file_problem
+from detector.data.problems import DataProblems, image_file_problem
+from detector.errors import BrokenImageError, DatasetError
 from detector.ops.boxes import xywh_to_xyxy
 from detector.registry import DATASETS
 
@@ -53,14 +54,6 @@ def load_coco_quietly(ann_file: str | Path | None = None, dataset: dict | None =
         coco.dataset = dataset
         coco.createIndex()
         return coco
-
-
-class BrokenImageError(OSError):
-    """An image that cannot be used (missing, undecodable, or not the size its labels say)."""
-
-    def __init__(self, kind: str, path: Path, detail: str) -> None:
-        super().__init__(detail)
-        self.kind, self.path = kind, path
 
 
 def read_image_checked(path: Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

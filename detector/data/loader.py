@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from detector.allocator import release_freed_memory
 from detector.data.coco import Sample
+from detector.utils.allocator import release_freed_memory
 
 
 def collate_detection(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def seed_worker(worker_id: int) -> None:
 class WorkerCollate:
     """``collate_detection`` that, inside a loader worker, returns freed heap memory to the OS
     every ``release_every`` batches, so long runs keep workers at a flat size (see
-    ``detector.allocator``). The main process keeps its memory, as training wants."""
+    ``detector.utils.allocator``). The main process keeps its memory, as training wants."""
 
     def __init__(self, release_every: int = 8) -> None:
         self.release_every = release_every

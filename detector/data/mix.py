@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from detector.data.coco import Sample
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 from detector.schema import parse_section, setting
 
 HW = tuple[int, int]

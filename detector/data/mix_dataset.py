@@ -20,7 +20,8 @@ from detector.config_sections import DataConfig
 from detector.data.coco import Sample
 from detector.data.mix import MixParams, mixup, mosaic, place_for_mixup
 from detector.data.transforms import Size, TrainTransform, to_hw
-from detector.registry import DATASETS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import DATASETS
 from detector.schema import parse_section
 
 #: Tries at drawing a MixUp partner that has boxes (YOLOX redraws until it finds one).

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.registry import ConfigError
+from detector.errors import ConfigError, DatasetError
 
 LOGGER = logging.getLogger("detector.data")
 EXAMPLES_PER_KIND = 3
@@ -42,10 +42,6 @@ NOTICES = (CLIPPED_BOX,)
 
 #: Default share of broken images a dataset tolerates before it refuses to start.
 DEFAULT_MAX_BROKEN_FRACTION = 0.05
-
-
-class DatasetError(ConfigError):
-    """A data set cannot be used as it is (too many broken images, or an unreadable annotation file)."""
 
 
 @dataclass

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from detector.data.coco import Sample
-from detector.registry import TRANSFORMS, ConfigError, check_arguments
+from detector.errors import ConfigError
+from detector.registry import TRANSFORMS, check_arguments
 
 Size = int | tuple[int, int] | Sequence[int]
 

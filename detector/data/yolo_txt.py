@@ -27,7 +27,6 @@ from pycocotools.coco import COCO
 
 from detector.data import problems as P
 from detector.data.coco import (
-    BrokenImageError,
     Sample,
     empty_targets,
     load_coco_quietly,
@@ -36,9 +35,10 @@ from detector.data.coco import (
     record_broken,
 )
 from detector.data.problems import DataProblems, image_file_problem
-from detector.fileio import IMAGE_SUFFIXES
+from detector.errors import BrokenImageError, ConfigError
 from detector.ops.boxes import cxcywh_to_xyxy
-from detector.registry import DATASETS, ConfigError
+from detector.registry import DATASETS
+from detector.utils.fileio import IMAGE_SUFFIXES
 
 
 def label_path_for(image_path: Path) -> Path:

@@ -1,1 +1,2 @@
-"""Training, evaluation and checkpointing: import the submodules directly (e.g. ``detector.engine.evaluator``)."""
+"""Training (``trainer``: the loop, ``step``, ``hooks``, ``build``, ``run_folder``) and evaluation
+(``evaluator``, ``validate``, ``eval_plots``): import the submodules directly."""

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 
 
 @dataclass(frozen=True)

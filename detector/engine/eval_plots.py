@@ -25,8 +25,8 @@ import torch
 matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from detector.fileio import atomic_write  # noqa: E402
-from detector.losses.iou import box_iou  # noqa: E402
+from detector.ops.boxes import box_iou  # noqa: E402
+from detector.utils.fileio import atomic_write  # noqa: E402
 
 __all__ = [
     "confusion_matrix",

@@ -22,8 +22,8 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detector.fileio import atomic_write_text
 from detector.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
+from detector.utils.fileio import atomic_write_text
 
 __all__ = [
     "STAT_NAMES",

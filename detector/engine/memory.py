@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 MIB = 1024 * 1024
+#: Per-epoch peaks in MiB (metrics.csv): main process, its loader workers, the GPU.
+MEMORY_KEYS = ("ram_mb", "workers_ram_mb", "gpu_mem_mb")
 PROC = Path("/proc")
 
 

@@ -12,16 +12,19 @@ matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_training_curves(history: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """``loss.png`` (total and parts per epoch), ``map.png`` (mAP50-95, mAP50) and ``memory.png``
-    (per-epoch peaks in MiB of the main process, its loader workers and the GPU) in ``out_dir``."""
+def plot_training_curves(
+    history: Sequence[dict[str, Any]], out_dir: Path, loss_names: Sequence[str] = ("loss",)
+) -> list[Path]:
+    """``loss.png`` (each of ``loss_names``, the total and its parts, per epoch), ``map.png``
+    (mAP50-95, mAP50) and ``memory.png`` (per-epoch peaks in MiB of the main process, its loader
+    workers and the GPU) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not history:
         return []
     epochs = [row["epoch"] for row in history]
     written = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", "iou", "obj", "cls", "l1"):
+    for key in loss_names:
         ax.plot(epochs, [row.get(key) for row in history], label=key)
     ax.set(xlabel="epoch", ylabel="loss", title="training loss", yscale="log")
     ax.legend()

@@ -22,8 +22,8 @@ import onnx
 import torch
 from torch import nn
 
-from detector.fileio import atomic_write
 from detector.ops.boxes import cxcywh_to_xyxy
+from detector.utils.fileio import atomic_write
 
 #: What the exported model expects, written into its metadata (read back by OnnxPredictor).
 PREPROCESS = {"channel_order": "BGR", "pixel_range": "0..255", "normalisation": "none",

@@ -20,7 +20,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from detector.data.transforms import letterbox
 from detector.export.onnx import read_metadata
-from detector.fileio import atomic_write
+from detector.utils.fileio import atomic_write
 
 
 def decode_tail(model: onnx.ModelProto) -> list[str]:

@@ -1,4 +1,5 @@
-"""Losses: IoU-family box regression losses and classification losses (registered in LOSSES)."""
+"""Losses: IoU-family box regression losses, classification losses and the composite losses of
+the heads (YOLOX, YOLOv5), all registered in LOSSES. The IoUs themselves are in ``detector.ops.boxes``."""
 
 from detector.losses.focal import (
     BCEWithLogitsLoss,
@@ -9,15 +10,9 @@ from detector.losses.focal import (
     sigmoid_focal_loss,
     varifocal_loss,
 )
-from detector.losses.iou import (
-    IoULoss,
-    aligned_iou,
-    box_iou,
-    generalized_box_iou,
-    iou_loss,
-    reduce_loss,
-    yolox_iou_loss,
-)
+from detector.losses.iou import IoULoss, iou_loss, reduce_loss, yolox_iou_loss
+from detector.losses.yolov5_loss import YOLOv5Loss
+from detector.losses.yolox_loss import YOLOXLoss
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -25,9 +20,8 @@ __all__ = [
     "IoULoss",
     "QualityFocalLoss",
     "VarifocalLoss",
-    "aligned_iou",
-    "box_iou",
-    "generalized_box_iou",
+    "YOLOXLoss",
+    "YOLOv5Loss",
     "iou_loss",
     "quality_focal_loss",
     "reduce_loss",

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from detector.errors import ConfigError
 from detector.models.layers import fuse_model
-from detector.registry import BACKBONES, DETECTORS, HEADS, NECKS, ConfigError, check_arguments
+from detector.registry import BACKBONES, DETECTORS, HEADS, NECKS, check_arguments
 
 #: Input height and width must be multiples of the coarsest stride.
 SIZE_DIVISOR = 32

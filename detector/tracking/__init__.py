@@ -4,10 +4,10 @@ the whole-sequence pipeline, MOTChallenge file I/O and MOT metrics.
 Importing the package registers ``ByteTracker`` in ``TRACKERS``.
 """
 
+from detector.errors import MotFormatError
 from detector.tracking.kalman import KalmanFilter
 from detector.tracking.metrics import evaluate_mot, format_mot_table
 from detector.tracking.mot_io import (
-    MotFormatError,
     group_by_frame,
     mot_to_xyxy,
     read_mot,

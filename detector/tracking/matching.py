@@ -9,18 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[N, M]`` of boxes ``a`` ``[N, 4]`` and ``b`` ``[M, 4]`` (xyxy); 0 for empty boxes."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    w = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(0)
-    h = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(0)
-    inter = w * h
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+from detector.tracking.geometry import box_iou, generalized_box_iou
 
 
 def iou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
@@ -31,18 +20,7 @@ def iou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
 def giou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
     """``(1 - GIoU) / 2`` in [0, 1]: like ``iou_cost`` but still ordered for disjoint boxes
     (farther apart costs more)."""
-    a = np.asarray(tracks, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
-    iou = box_iou(a, b)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    inter_union = area_a[:, None] + area_b[None, :]
-    union = inter_union / (1.0 + iou)  # union = A + B - inter and inter = iou * union
-    hull = (np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0])) * (
-        np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])
-    )
-    giou = iou - np.where(hull > 0, (hull - union) / np.where(hull > 0, hull, 1.0), 0.0)
-    return (1.0 - giou) / 2.0
+    return (1.0 - generalized_box_iou(tracks, detections)) / 2.0
 
 
 def centre_distance_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.tracking.geometry import box_iou_xywh
 from detector.tracking.mot_io import group_by_frame
 
 #: motmetrics names -> ours (snake_case; the counts are ints).
@@ -137,7 +138,7 @@ def hota_metrics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]
     data: dict[str, Any] = {
         "gt_ids": gt_ids,
         "tracker_ids": result_ids,
-        "similarity_scores": [_box_iou_xywh(g[:, 2:6], r[:, 2:6]) for g, r in pairs],
+        "similarity_scores": [box_iou_xywh(g[:, 2:6], r[:, 2:6]) for g, r in pairs],
         "num_gt_dets": sum(len(g) for g, _ in pairs),
         "num_tracker_dets": sum(len(r) for _, r in pairs),
         "num_gt_ids": num_gt_ids,
@@ -154,17 +155,6 @@ def _dense_ids(per_frame: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
         return [], 0
     ids = np.unique(np.concatenate(per_frame))
     return [np.searchsorted(ids, f).astype(np.int64) for f in per_frame], len(ids)
-
-
-def _box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[N, M]`` of MOT boxes ``a [N, 4]`` and ``b [M, 4]`` (top-left x, y, w, h pixels)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    union = np.prod(a[:, 2:], axis=1)[:, None] + np.prod(b[:, 2:], axis=1)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _as_rows(rows: np.ndarray, what: str) -> np.ndarray:

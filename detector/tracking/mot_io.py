@@ -17,16 +17,13 @@ from typing import NoReturn
 
 import numpy as np
 
-from detector.fileio import atomic_write
+from detector.errors import MotFormatError
+from detector.utils.fileio import atomic_write
 
 NUM_COLUMNS = 10
 COLUMN_NAMES = ("frame", "id", "x", "y", "w", "h", "score", "x3d", "y3d", "z3d")
 _MIN_COLUMNS = 6
 _FIELDS_HINT = "6 to 10 comma-separated numbers (frame,id,x,y,w,h[,score,x,y,z])"
-
-
-class MotFormatError(ValueError):
-    """A MOT file has a bad line: ``"{path}:{lineno}: <what is wrong>; expected <what>"``."""
 
 
 def read_mot(path: str | os.PathLike[str], what: str = "detections") -> np.ndarray:

@@ -25,7 +25,7 @@ from detector.tracking.mot_io import group_by_frame, mot_to_xyxy, read_mot, writ
 from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import ByteTracker, Tracks
-from detector.visualize import class_color
+from detector.utils.visualize import class_color
 
 Detect = Callable[[int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray, np.ndarray]]
 

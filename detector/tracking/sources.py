@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.fileio import IMAGE_SUFFIXES
 from detector.tracking.mot_io import read_seqinfo
+from detector.utils.fileio import IMAGE_SUFFIXES
 
 DEFAULT_FRAME_RATE = 30.0
 

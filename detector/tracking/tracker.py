@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.registry import TRACKERS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import TRACKERS
+from detector.tracking.geometry import box_iou
 from detector.tracking.kalman import CHI2_95, KalmanFilter, cxcyah_to_xyxy, xyxy_to_cxcyah
-from detector.tracking.matching import COSTS, box_iou, linear_assignment
+from detector.tracking.matching import COSTS, linear_assignment
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 

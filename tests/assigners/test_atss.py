@@ -9,7 +9,7 @@ import torch
 
 from detector.assigners.atss import ATSSAssigner
 from detector.assigners.base import BACKGROUND
-from detector.assigners.simota import pairwise_iou_cxcywh
+from detector.ops.boxes import box_iou_cxcywh
 from detector.ops.priors import make_priors, prior_centers
 from detector.registry import ASSIGNERS
 
@@ -76,7 +76,7 @@ def test_two_gts_competing_for_a_prior_go_to_the_higher_iou():
     assert shared, "the case must make both gts claim a prior"
     both = assign([big, small], topk=9)
     prior_boxes = ATSSAssigner(anchor_scale=2.0).prior_boxes(PRIORS)
-    ious = pairwise_iou_cxcywh(torch.tensor([big, small], dtype=torch.float32), prior_boxes)
+    ious = box_iou_cxcywh(torch.tensor([big, small], dtype=torch.float32), prior_boxes)
     for prior in shared:
         expected = 0 if ious[0, prior] > ious[1, prior] else 1
         assert both[prior] == expected

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from detector.assigners import BACKGROUND, ATSSAssigner, SimOTAAssigner, YOLOv5Assigner, pad_targets
-from detector.assigners.base import paired_iou_cxcywh
+from detector.ops.boxes import aligned_iou_cxcywh
 from detector.ops.priors import make_priors
 
 SIZES, STRIDES = [(16, 16), (8, 8), (4, 4)], [8, 16, 32]
@@ -68,7 +68,7 @@ def test_assign_result_contract(name, assigner, anchors):
         assert torch.equal(result.labels[b][fg[b]], gt_labels[b][inds])
         assert torch.equal(result.boxes[b][fg[b]], gt_boxes[b][inds])
     assert (result.labels[~fg] == -1).all() and (result.boxes[~fg] == 0).all() and (result.quality[~fg] == 0).all()
-    expected_quality = paired_iou_cxcywh(pred_boxes[fg], result.boxes[fg])
+    expected_quality = aligned_iou_cxcywh(pred_boxes[fg], result.boxes[fg])
     assert torch.equal(result.quality[fg], expected_quality)
     assert ((result.quality >= 0) & (result.quality <= 1)).all()
     # Every gt of image 0 is learnt from somewhere.

@@ -125,11 +125,11 @@ def test_tiny_ious_still_give_one_positive(priors_640):
 
 def cost(gt_box, label, pred_box, cls_logits, obj_logit, num_classes):
     """The pair cost written out for one (gt, prior) inside the gt's square."""
-    from detector.assigners.simota import pairwise_iou_cxcywh
+    from detector.ops.boxes import box_iou_cxcywh
 
     prob = (cls_logits.sigmoid() * obj_logit.sigmoid()).sqrt()
     cls_cost = F.binary_cross_entropy(prob, F.one_hot(torch.tensor(label), num_classes).float(), reduction="sum")
-    return cls_cost - 3.0 * torch.log(pairwise_iou_cxcywh(gt_box[None], pred_box[None])[0, 0] + 1e-8)
+    return cls_cost - 3.0 * torch.log(box_iou_cxcywh(gt_box[None], pred_box[None])[0, 0] + 1e-8)
 
 
 @pytest.mark.parametrize("favoured", [0, 1])

@@ -9,8 +9,8 @@ from conftest import shared_dir
 
 from detector.data import problems as P
 from detector.data.coco import CocoDataset
-from detector.data.problems import DatasetError
 from detector.data.transforms import EvalTransform
+from detector.errors import DatasetError
 from detector.registry import DATASETS
 
 

@@ -16,7 +16,7 @@ from detector.data.mix import (
     random_affine_matrix,
     warp_boxes,
 )
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 
 # Each object has a unique label; its colour says which label it is. Base objects are painted in
 # the blue and green channels, MixUp partners in the red channel only, so that after a blend

@@ -14,7 +14,7 @@ from detector.data.mix_dataset import MixDataset, build_train_dataset
 from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.data.transforms import TrainTransform
 from detector.data.yolo_txt import YoloTxtDataset
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 
 
 class PaintedDataset(torch.utils.data.Dataset):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from detector.data.transforms import EvalTransform, TrainTransform, build_augmentations, letterbox
-from detector.registry import TRANSFORMS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import TRANSFORMS
 
 GRAY = 90
 RED_BOX = (50, 60, 170, 140)  # x1, y1, x2, y2 on a 240 x 320 (h x w) image

@@ -9,7 +9,8 @@ from pycocotools.cocoeval import COCOeval
 
 from detector.data import problems as P
 from detector.data.yolo_txt import YoloTxtDataset, label_path_for
-from detector.registry import DATASETS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import DATASETS
 
 
 def _image(path: Path, h: int, w: int, value: int = 80) -> None:

@@ -17,8 +17,8 @@ import torch
 from tool_runs import command, free_port, run, write_shapes_config
 
 from detector.data.step_sampler import StepBatchSampler
-from detector.engine.checkpoint import load_checkpoint
 from detector.engine.distributed import CpuSyncBatchNorm, convert_sync_batchnorm
+from detector.utils.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CRASH_SCRIPT = Path(__file__).with_name("ddp_crash_on_rank1.py")

@@ -7,7 +7,7 @@ from torch import nn
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import build_optimizer, parameter_groups
 from detector.engine.schedulers import WarmupCosineLR
-from detector.registry import ConfigError
+from detector.errors import ConfigError
 
 
 def small_model():

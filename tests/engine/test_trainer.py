@@ -9,9 +9,9 @@ import torch
 from detector.config import load_config
 from detector.data.mix_dataset import MixDataset
 from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
-from detector.engine.checkpoint import load_checkpoint
-from detector.engine.trainer import Trainer, TrainingError
-from detector.registry import ConfigError
+from detector.engine.trainer import Trainer
+from detector.errors import ConfigError, TrainingError
+from detector.utils.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,11 @@ def test_steps_on_one_batch_lower_the_loss(configs_dir, shapes, tmp_path):
     cfg = make_cfg(configs_dir, shapes, tmp_path)
     cfg["data"]["augment"] = None
     trainer = Trainer(cfg, device="cpu", progress=False)
-    batch = next(iter(trainer.loader))
+    batch = next(iter(trainer.data.loader))
     trainer.scheduler.step(10**6)  # the floor lr, no warm-up
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.02
-    losses = [trainer.train_step(batch)["loss"] for _ in range(40)]
+    losses = [trainer.step(batch)["loss"] for _ in range(40)]
     assert sum(losses[-3:]) / 3 < 0.75 * losses[0], losses
 
 
@@ -91,43 +91,43 @@ def test_resume_gives_the_same_weights(configs_dir, shapes, tmp_path):
 def test_nan_loss_steps_are_skipped_then_stop(configs_dir, shapes, tmp_path):
     cfg = make_cfg(configs_dir, shapes, tmp_path, max_bad_steps=3)
     trainer = Trainer(cfg, device="cpu", progress=False)
-    batch = next(iter(trainer.loader))
+    batch = next(iter(trainer.data.loader))
     before = copy.deepcopy(trainer.model.state_dict())
     bad = dict(batch, images=batch["images"].float() * float("nan"))
-    assert trainer.train_step(bad) is None and trainer.train_step(bad) is None
-    assert trainer.skipped_steps == 2
+    assert trainer.step(bad) is None and trainer.step(bad) is None
+    assert trainer.step.skipped_steps == 2
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())
-    assert trainer.train_step(batch) is not None and trainer.bad_steps == 0  # a good step resets the count
+    assert trainer.step(batch) is not None and trainer.step.bad_steps == 0  # a good step resets the count
     for _ in range(2):
-        trainer.train_step(bad)
+        trainer.step(bad)
     with pytest.raises(
         TrainingError, match=r"non-finite input images or boxes for 3 steps in a row \(last batch: image"
     ):
-        trainer.train_step(bad)
+        trainer.step(bad)
 
 
 def test_a_stopped_run_logs_why_and_lets_go_of_the_data_log(configs_dir, shapes, tmp_path, monkeypatch):
     trainer = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False)
     data_log = logging.getLogger("detector.data")
-    assert trainer._log_handler in data_log.handlers  # broken-image warnings go into train.log
+    assert trainer.folder._handler in data_log.handlers  # broken-image warnings go into train.log
 
-    def stop(batches):
+    def stop(batches, iteration=0):
         raise TrainingError("non-finite obj loss for 10 steps in a row")
 
-    monkeypatch.setattr(trainer, "train_step", stop)
+    monkeypatch.setattr(trainer, "step", stop)
     with pytest.raises(TrainingError):
         trainer.train()
-    assert trainer._log_handler not in data_log.handlers  # other sets' warnings stay out of this log
+    assert trainer.folder._handler not in data_log.handlers  # other sets' warnings stay out of this log
     assert "training stopped: non-finite obj loss" in (trainer.run_dir / "train.log").read_text()
 
 
 def test_non_finite_outputs_skip_the_step_and_keep_bn_statistics(configs_dir, shapes, tmp_path):
     trainer = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False)
-    batch = next(iter(trainer.loader))
+    batch = next(iter(trainer.data.loader))
     before = copy.deepcopy(trainer.model.state_dict())
     with torch.no_grad():
         trainer.model.head.obj_preds[0].bias.fill_(float("inf"))  # finite input, infinite outputs
-    assert trainer.train_step(batch) is None and trainer.skipped_steps == 1
+    assert trainer.step(batch) is None and trainer.step.skipped_steps == 1
     for name, value in before.items():
         if "obj_preds.0.bias" not in name:
             assert torch.equal(value, trainer.model.state_dict()[name]), name
@@ -144,13 +144,13 @@ def gradient_norm_at_step(trainer, batch):
         return step(*args, **kwargs)
 
     trainer.optimizer.step = recording_step
-    assert trainer.train_step(batch) is not None
+    assert trainer.step(batch) is not None
     return seen[0]
 
 
 def test_clip_grad_bounds_the_gradient_norm(configs_dir, shapes, tmp_path):
     free = Trainer(make_cfg(configs_dir, shapes, tmp_path), device="cpu", progress=False, run_dir=tmp_path / "a")
-    batch = next(iter(free.loader))
+    batch = next(iter(free.data.loader))
     unclipped = gradient_norm_at_step(free, batch)
     clipped_cfg = make_cfg(configs_dir, shapes, tmp_path, clip_grad=unclipped / 4)
     clipped = Trainer(clipped_cfg, device="cpu", progress=False, run_dir=tmp_path / "b")
@@ -184,7 +184,7 @@ def test_mosaic_training_switches_mixing_off_for_the_no_aug_epochs(configs_dir, 
     trainer.run_epoch()
     assert trainer.train_set.mixing and trainer.train_set.transform.pipeline is not None
     assert trainer.history[-1]["loss"] > 0 and not trainer.model.head.criterion.use_l1
-    batch = next(iter(trainer.loader))
+    batch = next(iter(trainer.data.loader))
     assert batch["images"].shape[-2:] == (96, 96)
     trainer.run_epoch()
     assert not trainer.train_set.mixing and trainer.train_set.transform.pipeline is None

@@ -13,9 +13,9 @@ import torch
 from conftest import REPO
 
 from detector import build_model, load_config, load_yolox_weights
-from detector.engine.checkpoint import save_checkpoint
 from detector.export import ExportModel, export_onnx, read_metadata
 from detector.inference import OnnxPredictor, Predictor, postprocess
+from detector.utils.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,10 @@
-"""IoU-family functions and losses: fixture parity (torchvision / YOLOX numbers) and hand cases."""
-
-import math
+"""IoU-family losses: fixture parity (torchvision / YOLOX numbers) and hand cases. The IoUs
+themselves are tested in tests/ops/test_boxes.py."""
 
 import pytest
 import torch
 
-from detector.losses import IoULoss, aligned_iou, box_iou, generalized_box_iou, iou_loss, yolox_iou_loss
+from detector.losses import IoULoss, iou_loss, yolox_iou_loss
 from detector.ops.boxes import xyxy_to_cxcywh
 from detector.registry import LOSSES
 
@@ -22,13 +21,6 @@ def assert_tight(actual, expected):
     torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
 
 
-def test_pairwise_matrices_match_fixture(oracle):
-    assert_tight(box_iou(oracle["boxes1_xyxy"], oracle["boxes2_xyxy"]), oracle["box_iou_matrix"])
-    assert_tight(
-        generalized_box_iou(oracle["boxes1_xyxy"], oracle["boxes2_xyxy"]), oracle["generalized_box_iou_matrix"]
-    )
-
-
 @pytest.mark.parametrize("kind", ["giou", "diou", "ciou"])
 def test_iou_losses_match_fixture(oracle, kind):
     assert_tight(iou_loss(oracle["boxes1_xyxy"], oracle["boxes2_xyxy"], kind=kind), oracle[f"{kind}_loss_none"])
@@ -40,42 +32,17 @@ def test_yolox_iou_loss_matches_fixture(oracle, kind):
     assert_tight(yolox_iou_loss(pred, target, kind=kind), oracle[f"yolox_{kind}_loss_none"])
 
 
-def test_aligned_iou_is_diagonal_of_pairwise(oracle):
-    b1, b2 = oracle["boxes1_xyxy"], oracle["boxes2_xyxy"]
-    assert_tight(aligned_iou(b1, b2, "iou"), box_iou(b1, b2).diagonal())
-    assert_tight(aligned_iou(b1, b2, "giou"), generalized_box_iou(b1, b2).diagonal())
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_identical_boxes(kind):
     boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 6.0, 9.0]])
-    torch.testing.assert_close(aligned_iou(boxes, boxes, kind), torch.ones(2))
     torch.testing.assert_close(iou_loss(boxes, boxes, kind), torch.zeros(2))
 
 
-def test_disjoint_boxes():
+def test_yolox_loss_of_disjoint_boxes():
     a, b = torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([2.0, 0.0, 3.0, 1.0])
-    assert aligned_iou(a, b, "iou").item() == 0.0
-    # Union 2, enclosing box 3 x 1: GIoU = 0 - 1/3. Centres 2 apart, enclosing diagonal^2 = 10.
-    torch.testing.assert_close(aligned_iou(a, b, "giou"), torch.tensor(-1 / 3))
-    torch.testing.assert_close(aligned_iou(a, b, "diou"), torch.tensor(-0.4))
-    torch.testing.assert_close(aligned_iou(a, b, "ciou"), torch.tensor(-0.4))  # same aspect ratio: v = 0
     assert yolox_iou_loss(xyxy_to_cxcywh(a), xyxy_to_cxcywh(b), "iou").item() == 1.0
-
-
-def test_nested_box():
-    outer, inner = torch.tensor([0.0, 0.0, 4.0, 4.0]), torch.tensor([1.0, 1.0, 3.0, 3.0])
-    for kind in KINDS:  # concentric, same aspect ratio, enclosing box = outer: every variant is IoU
-        torch.testing.assert_close(aligned_iou(outer, inner, kind), torch.tensor(0.25))
-
-
-def test_ciou_aspect_ratio_term():
-    a, b = torch.tensor([0.0, 0.0, 2.0, 2.0]), torch.tensor([0.0, 0.0, 4.0, 2.0])
-    iou, diou = 0.5, 0.5 - 1 / 20
-    v = 4 / math.pi**2 * (math.atan(2.0) - math.atan(1.0)) ** 2
-    alpha = v / (1 - iou + v)
-    torch.testing.assert_close(aligned_iou(a, b, "diou"), torch.tensor(diou))
-    torch.testing.assert_close(aligned_iou(a, b, "ciou"), torch.tensor(diou - alpha * v))
+    # Union 2, enclosing box 3 x 1: GIoU = -1/3, loss 1 + 1/3.
+    torch.testing.assert_close(yolox_iou_loss(xyxy_to_cxcywh(a), xyxy_to_cxcywh(b), "giou"), torch.tensor(4 / 3))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -86,8 +53,6 @@ def test_zero_area_boxes_give_no_nan(kind):
     assert torch.isfinite(loss).all()
     loss.sum().backward()
     assert torch.isfinite(point.grad).all()
-    assert torch.isfinite(box_iou(point.detach(), other)).all()
-    assert torch.isfinite(generalized_box_iou(point.detach(), other)).all()
     assert torch.isfinite(yolox_iou_loss(xyxy_to_cxcywh(point.detach()), xyxy_to_cxcywh(other), "giou")).all()
 
 
@@ -108,14 +73,7 @@ def test_half_precision_inputs(oracle, kind, dtype):
     out = iou_loss(b1, b2, kind)
     assert out.dtype == torch.float32  # pixel areas overflow float16, so the maths runs in float32
     torch.testing.assert_close(out, iou_loss(b1.float(), b2.float(), kind))
-    assert torch.isfinite(box_iou(b1, b2)).all()
     assert torch.isfinite(yolox_iou_loss(xyxy_to_cxcywh(b1), xyxy_to_cxcywh(b2), "giou")).all()
-
-
-def test_broadcasting():
-    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
-    out = aligned_iou(boxes[:, None], boxes[None], "iou")
-    torch.testing.assert_close(out, box_iou(boxes, boxes))
 
 
 def test_reductions(oracle):
@@ -129,11 +87,9 @@ def test_reductions(oracle):
 
 def test_unknown_kind_names_value_and_choices():
     boxes = torch.zeros(1, 4)
-    with pytest.raises(ValueError, match=r"iou, giou, diou, ciou.*'eiou'"):
-        aligned_iou(boxes, boxes, kind="eiou")
-    with pytest.raises(ValueError, match="'diou'"):
+    with pytest.raises(ValueError, match=r"iou, giou.*'diou'"):
         yolox_iou_loss(boxes, boxes, kind="diou")
-    with pytest.raises(ValueError, match="'eiou'"):
+    with pytest.raises(ValueError, match=r"iou, giou, diou, ciou.*'eiou'"):
         IoULoss(kind="eiou")
 
 

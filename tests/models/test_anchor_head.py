@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from detector import build_model, load_config
-from detector.models.heads.yolov5_loss import YOLOv5Loss
-from detector.models.heads.yolox_loss import YOLOXLoss
+from detector.errors import ConfigError
+from detector.losses import YOLOv5Loss, YOLOXLoss
 from detector.ops.priors import decode_yolov5_boxes, make_priors
-from detector.registry import ConfigError
 
 
 @pytest.fixture(scope="module")

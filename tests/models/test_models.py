@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from detector import build_model, load_config
+from detector.errors import ConfigError
 from detector.models.layers import Focus
-from detector.registry import ConfigError
 
 PRESETS = ["nano", "tiny", "s", "m", "l", "x"]
 SIZES = [(320, 320), (416, 416), (640, 640), (384, 640)]

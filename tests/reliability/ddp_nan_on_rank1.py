@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
+from detector.engine.step import TrainStep
 from detector.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 FAULT = os.environ["NAN_FAULT"]
 WHEN = os.environ["NAN_ITERATIONS"]
-original_step, original_train = Trainer.train_step, Trainer.train
+original_step, original_train = TrainStep.__call__, Trainer.train
 
 
 def faulty(iteration: int) -> bool:
@@ -26,20 +27,20 @@ def faulty(iteration: int) -> bool:
     return iteration in {int(i) for i in WHEN.split(",")}
 
 
-def step_with_fault(self, batches):
-    if self.rank != 1 or not faulty(self.iteration):
-        return original_step(self, batches)
+def step_with_fault(self, batches, iteration=0):
+    if self.rank != 1 or not faulty(iteration):
+        return original_step(self, batches, iteration)
     batches = [batches] if isinstance(batches, dict) else list(batches)
     if FAULT == "input":
         batches[0] = dict(batches[0], images=batches[0]["images"].float() * float("nan"))
-        return original_step(self, batches)
+        return original_step(self, batches, iteration)
     if FAULT == "loss":
         bias = self.model.head.obj_preds[0].bias
         saved = bias.detach().clone()
         with torch.no_grad():
             bias.fill_(float("inf"))
         try:
-            return original_step(self, batches)
+            return original_step(self, batches, iteration)
         finally:
             with torch.no_grad():
                 bias.copy_(saved)
@@ -47,7 +48,7 @@ def step_with_fault(self, batches):
         first = next(p for p in self.model.parameters() if p.requires_grad)
         hook = first.register_hook(lambda grad: grad * float("nan"))
         try:
-            return original_step(self, batches)
+            return original_step(self, batches, iteration)
         finally:
             hook.remove()
     raise ValueError(f"NAN_FAULT: {FAULT!r}, expected input, loss or gradient")
@@ -59,5 +60,5 @@ def train_and_save_weights(self):
     return metrics
 
 
-Trainer.train_step, Trainer.train = step_with_fault, train_and_save_weights
+TrainStep.__call__, Trainer.train = step_with_fault, train_and_save_weights
 runpy.run_path(str(REPO / "tools" / "train.py"), run_name="__main__")  # exits as the tool does

@@ -12,9 +12,10 @@ import pytest
 
 from detector.data import problems as P
 from detector.data.coco import CocoDataset
-from detector.data.problems import DatasetError, image_file_problem
+from detector.data.problems import image_file_problem
 from detector.data.synthetic import generate_synthetic_coco
 from detector.data.yolo_txt import YoloTxtDataset, read_label_file
+from detector.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[2]
 

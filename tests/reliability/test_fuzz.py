@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from detector import build_model, load_config
-from detector.registry import ConfigError
-from detector.tracking.mot_io import MotFormatError, read_mot
+from detector.errors import ConfigError, MotFormatError
+from detector.tracking.mot_io import read_mot
 from detector.tracking.tracker import ByteTracker
 
 hypothesis = pytest.importorskip("hypothesis")

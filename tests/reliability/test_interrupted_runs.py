@@ -13,7 +13,8 @@ import pytest
 import torch
 from tool_runs import write_shapes_config
 
-from detector.engine.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_or_previous, previous_path
+from detector.errors import CheckpointError
+from detector.utils.checkpoint import load_checkpoint, load_checkpoint_or_previous, previous_path
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 6

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tool_runs import run, write_shapes_config
 
-from detector.engine.checkpoint import load_checkpoint
+from detector.utils.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).with_name("ddp_nan_on_rank1.py")
 

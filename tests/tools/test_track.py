@@ -32,7 +32,7 @@ def test_detector_checkpoint_on_a_video(tmp_path):
     import torch
 
     from detector import build_model, load_config
-    from detector.engine.checkpoint import save_checkpoint
+    from detector.utils.checkpoint import save_checkpoint
 
     cfg = load_config(REPO / "configs" / "_base_" / "models" / "yolox_nano.yaml", ["model.head.num_classes=1"])
     cfg["data"] = {"imgsz": 96}

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from detector.tracking.matching import box_iou, centre_distance_cost, giou_cost, iou_cost, linear_assignment
+from detector.tracking.geometry import box_iou
+from detector.tracking.matching import centre_distance_cost, giou_cost, iou_cost, linear_assignment
 
 
 def test_iou_and_costs_by_hand():

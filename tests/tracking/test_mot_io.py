@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import shared_dir
 
+from detector.errors import MotFormatError
 from detector.tracking.mot_io import (
-    MotFormatError,
     group_by_frame,
     mot_to_xyxy,
     read_mot,

@@ -4,7 +4,8 @@ detections keep tracks alive, the life cycle follows its settings."""
 import numpy as np
 import pytest
 
-from detector.registry import TRACKERS, ConfigError
+from detector.errors import ConfigError
+from detector.registry import TRACKERS
 from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.tracker import ByteTracker
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detector.models.heads import yolov5_loss, yolox_loss  # noqa: F401  (register the losses)
+from detector.losses import yolov5_loss, yolox_loss  # noqa: F401  (register the losses)
 from detector.models.layers import ConvBNAct, conv_block
 from detector.ops.priors import decode_yolov5_boxes, decode_yolox_boxes, make_priors
 from detector.registry import HEADS, LOSSES

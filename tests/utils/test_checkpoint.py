@@ -4,7 +4,8 @@ import pickle
 import pytest
 import torch
 
-from detector.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from detector.errors import CheckpointError
+from detector.utils.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_and_no_temp_left(tmp_path):

@@ -8,11 +8,8 @@ from typing import Any
 
 import torch
 
-from detector.fileio import atomic_write
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or not a checkpoint of this package."""
+from detector.errors import CheckpointError
+from detector.utils.fileio import atomic_write
 
 
 def previous_path(path: str | os.PathLike[str]) -> Path:

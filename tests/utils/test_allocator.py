@@ -4,8 +4,8 @@ import ctypes.util
 import pytest
 import torch
 
-from detector import allocator
-from detector.allocator import keep_freed_memory, release_freed_memory
+from detector.utils import allocator
+from detector.utils.allocator import keep_freed_memory, release_freed_memory
 
 
 class MallInfo2(ctypes.Structure):

@@ -19,9 +19,8 @@ from torch import nn
 
 from detector.assigners.atss import level_sizes
 from detector.assigners.base import Assigner, pad_targets
-from detector.losses.iou import aligned_iou
-from detector.models.heads.yolox_loss import build_assigner, build_cls_loss, nan_losses
-from detector.ops.boxes import cxcywh_to_xyxy
+from detector.losses.yolox_loss import build_assigner, build_cls_loss, nan_losses
+from detector.ops.boxes import aligned_iou, cxcywh_to_xyxy
 from detector.registry import LOSSES
 
 
