@@ -84,7 +84,7 @@ FULL = {name: load_config(name) for name in SHIPPED}
 PLACES = [(name, path) for name in SHIPPED for path in _mapping_paths(FULL[name])]
 
 
-@hypothesis.settings(max_examples=150, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=100, deadline=None, derandomize=True)
 @hypothesis.given(place=st.sampled_from(PLACES), key=st.from_regex(r"q[a-z_]{0,10}", fullmatch=True))
 def test_an_unknown_key_anywhere_in_a_shipped_config_is_refused(tmp_path_factory, place, key):
     name, path = place
