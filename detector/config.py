@@ -204,20 +204,22 @@ def load_config(
 
     path = resolve_config_path(path)
     cfg = _load_with_bases(path, ())
-    _parse(parse_config, cfg, str(path))
+    source = str(path)
     if overrides:
+        _named(source, parse_config, cfg)  # a mistake in the file is the file's, not the overrides'
         pairs = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
         for dotted, value in pairs.items():
             set_by_path(cfg, dotted, value)
-    run = _parse(parse_config, cfg, f"{path} with overrides" if overrides else str(path))
+    run = _named(f"{source} with overrides" if overrides else source, parse_config, cfg)
     if check_parts:
-        _parse(lambda _: check_registry_parts(run), cfg, str(path))
+        _named(source, check_registry_parts, run)
     return to_plain(run)
 
 
-def _parse(parse: Any, cfg: Mapping[str, Any], source: str) -> Any:
+def _named(source: str, check: Any, value: Any) -> Any:
+    """``check(value)``, its ``ConfigError`` prefixed with ``source`` (the config file)."""
     try:
-        return parse(cfg)
+        return check(value)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

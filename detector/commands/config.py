@@ -22,10 +22,10 @@ def describe_table() -> str:
     """Every config key as a markdown table: key, type, default, description."""
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
     for path, kind, default, help_text in describe_keys(RunConfig):
-        shown = "" if default is None and kind.startswith("a mapping") else yaml.safe_dump(default, width=1000)
-        shown = shown.strip().removesuffix("...").strip()
-        if isinstance(default, list | dict):
-            shown = yaml.safe_dump(default, default_flow_style=True, width=1000).strip()
+        if default is None and kind.startswith("a mapping"):
+            shown = ""  # a section: its keys follow
+        else:  # one flow-style YAML line: 100, plain, [0.5, 1.5], null
+            shown = yaml.safe_dump(default, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
         lines.append(f"| {path} | {kind} | {shown} | {help_text} |")
     return "\n".join(lines)
 

@@ -135,6 +135,7 @@ class Trainer:
         self.epoch = self.iteration = 0
         self.history: list[dict[str, Any]] = read_history(self.run_dir / "metrics.csv")
         self.metrics: dict[str, Any] = {}
+        self.improved = False  # whether the epoch's evaluation found a new best (EvaluationHook)
         self.call("setup")
         if self.folder.resume_path is not None:
             self._load_state(self.folder.resume_path)

@@ -18,5 +18,5 @@ class CheckpointHook(Hook):
             return
         state = trainer.state_dict()
         save_checkpoint(state, trainer.weights_dir / "last.pt", keep_previous=True)
-        if getattr(trainer, "improved", False):
+        if trainer.improved:
             save_checkpoint(state, trainer.weights_dir / "best.pt")
