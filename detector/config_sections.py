@@ -156,6 +156,43 @@ class TrackConfig:
 
 
 @dataclasses.dataclass
+class TeacherConfig:
+    """``distill.teacher``: the frozen network the student learns from."""
+
+    ckpt: str = setting("", "the teacher's weights: a checkpoint of this package (best.pt) or an official YOLOX .pth")
+    config: str | None = setting(
+        None, "the teacher's config (YAML path or packaged name); null: the checkpoint's own (ours only)"
+    )
+
+    def check(self, path: str) -> None:
+        if not self.ckpt:
+            raise ConfigError(f"{path}.ckpt: missing; expected the teacher's checkpoint file")
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """``distill``: knowledge distillation from a frozen teacher (off while ``teacher`` is null)."""
+
+    teacher: TeacherConfig | None = setting(None, "the teacher: {ckpt: FILE, config: CONFIG} (null: no distillation)")
+    losses: list[dict[str, Any]] = setting(
+        [{"type": "OutputDistillation", "weight": 1.0}],
+        "distillation losses, each with its weight: [{type: ChannelWiseDistillation, weight: 1.0, temperature: 1.0}]",
+    )
+    weight_schedule: str = setting(
+        "constant", "the losses' weights over training: constant, or cosine decay", choices=("constant", "cosine")
+    )
+    final_weight_ratio: float = setting(0.0, "cosine schedule: the weights at the end as a fraction of their start")
+    off_in_no_aug_epochs: bool = setting(False, "no distillation in the last train.no_aug_epochs epochs")
+    anneal_temperature: bool = setting(False, "temperatures fall linearly from their set value to 1 over training")
+
+    def check(self, path: str) -> None:
+        if not 0.0 <= self.final_weight_ratio <= 1.0:
+            raise ConfigError(f"{path}.final_weight_ratio: {self.final_weight_ratio!r}; expected a number in [0, 1]")
+        if self.teacher is not None and not self.losses:
+            raise ConfigError(f"{path}.losses: empty; a teacher needs at least one distillation loss")
+
+
+@dataclasses.dataclass
 class RunConfig:
     """A whole config: the model and the sections above."""
 
@@ -166,6 +203,7 @@ class RunConfig:
     scheduler: SchedulerConfig = setting(SchedulerConfig(), "learning-rate schedule")
     eval: EvalConfig = setting(EvalConfig(), "COCO evaluation's detector settings")
     track: TrackConfig = setting(TrackConfig(), "tracking")
+    distill: DistillConfig = setting(DistillConfig(), "knowledge distillation from a teacher")
 
 
 #: The top-level sections a config may have.
@@ -207,6 +245,9 @@ def check_parts(run: RunConfig) -> None:
         check_augmentations(run.data.mix.single_augment, "data.mix.single_augment")
     if run.track.tracker is not None:
         TRACKERS.check(run.track.tracker, "track.tracker")
+    from detector.distill import check_distill_losses  # (also without a teacher: a typo waits otherwise)
+
+    check_distill_losses(run.distill.losses, "distill.losses")
     if run.train.hooks:
         import detector.engine.hooks  # noqa: F401  (registers the built-in hooks)
 

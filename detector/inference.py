@@ -88,6 +88,25 @@ def images_to_tensor(images: Sequence[np.ndarray], device: torch.device | str) -
     return batch.to(device, non_blocking=True).float()
 
 
+def load_detector(
+    path: str | os.PathLike[str], cfg: Mapping[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any], Mapping[str, Any]]:
+    """``(model, checkpoint, config)`` from a checkpoint of this package's trainer (its own config
+    and weights, the EMA's when the run kept one; ``cfg`` replaces the config when given) or from
+    an official YOLOX checkpoint (``{"model": state_dict}``), which needs ``cfg`` for the
+    architecture. The model is unfused, in training mode, on the CPU."""
+    ckpt = load_checkpoint(path)
+    if "config" in ckpt:
+        cfg = cfg or ckpt["config"]
+        model = build_model(cfg)
+        model.load_state_dict(ckpt["model"])
+    elif cfg is not None:
+        model = load_yolox_weights(build_model(cfg), ckpt)
+    else:
+        raise ConfigError(f"{path}: not a checkpoint of this package (no 'config'); pass a config for its model")
+    return model, ckpt, cfg
+
+
 class Predictor:
     """Runs a detector on BGR uint8 images of any size.
 
@@ -126,16 +145,9 @@ class Predictor:
         and class names; EMA weights when the run kept them), or from an official YOLOX
         checkpoint (``{"model": state_dict}``), which needs ``cfg`` for the architecture.
         ``cfg`` given with one of our checkpoints replaces the checkpoint's config."""
-        ckpt = load_checkpoint(path)
+        model, ckpt, cfg = load_detector(path, cfg)
         if "config" in ckpt:
-            cfg = cfg or ckpt["config"]
-            model = build_model(cfg)
-            model.load_state_dict(ckpt["model"])
             kwargs.setdefault("class_names", ckpt.get("class_names"))
-        elif cfg is not None:
-            model = load_yolox_weights(build_model(cfg), ckpt)
-        else:
-            raise ConfigError(f"{path}: not a checkpoint of this package (no 'config'); pass a config for its model")
         if fuse:
             model.fuse()
         kwargs.setdefault("imgsz", parse_config(cfg).data.imgsz)

@@ -182,3 +182,7 @@ DATASETS = Registry("DATASETS")
 TRANSFORMS = Registry("TRANSFORMS")
 TRACKERS = Registry("TRACKERS")
 HOOKS = Registry("HOOKS")
+#: 3x3 conv blocks of the CSP bottlenecks, by the name of the ``block`` setting (``conv``, ``repvgg``, ...).
+BLOCKS = Registry("BLOCKS")
+#: Knowledge-distillation losses (``distill.losses``): feature imitation and output distillation.
+DISTILL_LOSSES = Registry("DISTILL_LOSSES")

@@ -9,6 +9,10 @@ This is the extension point for features that change what one step computes:
   on the scale of the model's own loss (YOLOX: per positive), which the step normalises.
 * subclass and override :meth:`TrainStep.forward_losses` for anything else about the forward.
 
+* ``TrainStep.extra_params``: parameters trained beside the model but not part of it (the
+  distillation adapters); the step averages their gradients over the processes as DDP does for the
+  model's, and clips them with the model's.
+
 Features that change the model before training (quantisation-aware training, pruning) prepare
 it in a hook's ``prepare_model`` (``detector.engine.hooks``), before the optimiser sees it.
 """
@@ -65,6 +69,7 @@ class TrainStep:
         self.logger = logger or logging.getLogger(__name__)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         self.extra_losses: list[ExtraLoss] = []
+        self.extra_params: list[nn.Parameter] = []
         self.bad_steps = 0
         self.skipped_steps = 0
         #: The loss part names of the last step computed (from the loss dict).
@@ -141,8 +146,11 @@ class TrainStep:
                     # near a plain mean loss; the exact global normaliser is applied below.
                     reference = max(float(stats[-1]), 1.0) / self.world_size
                 self.scaler.scale(losses["loss"] * (weight / reference)).backward()
+        if self.extra_params and self.world_size > 1:
+            self._average_extra_grads()
         self.scaler.unscale_(self.optimizer)
-        grads = [p.grad for p in self._params if p.grad is not None]
+        params = self._params + self.extra_params
+        grads = [p.grad for p in params if p.grad is not None]
         total = max(float(totals[-1]), 1.0)  # the step's global normaliser
         # DDP averaged over ranks; gradients must be those of (sum of losses) / (global normaliser).
         correction = reference * self.world_size / total
@@ -150,7 +158,7 @@ class TrainStep:
             torch._foreach_mul_(grads, correction)
         grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         if self.clip_grad:
-            torch.nn.utils.clip_grads_with_norm_(self._params, float(self.clip_grad), grad_norm, foreach=True)
+            torch.nn.utils.clip_grads_with_norm_(params, float(self.clip_grad), grad_norm, foreach=True)
         if not torch.isfinite(grad_norm) and not self.use_amp:  # gradients are equal on all ranks here
             return self._skip("gradients", batches, saved_buffers, iteration)
         self.bad_steps = 0
@@ -159,6 +167,15 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         self.part_names = names
         return {key: float(value) / total for key, value in zip(names, totals[:-1].tolist(), strict=True)}
+
+    def _average_extra_grads(self) -> None:
+        """The mean over the processes of ``extra_params``' gradients, in one all-reduce."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.extra_params]
+        flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / self.world_size
+        offset = 0
+        for p, g in zip(self.extra_params, grads, strict=True):
+            p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
 
     def _skip(
         self,

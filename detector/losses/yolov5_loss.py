@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detector.assigners.atss import level_sizes
-from detector.assigners.base import Assigner, pad_targets
+from detector.assigners.base import Assigner, AssignResult, pad_targets
 from detector.losses.yolox_loss import build_assigner, build_cls_loss, nan_losses
 from detector.ops.boxes import aligned_iou, cxcywh_to_xyxy
 from detector.registry import LOSSES
@@ -50,6 +50,8 @@ class YOLOv5Loss(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.assigner = build_assigner(assigner or {"type": "YOLOv5Assigner"})
+        #: The ``AssignResult`` of the last forward pass (None before the first).
+        self.last_assignment: AssignResult | None = None
         self.cls_loss = build_cls_loss(cls_loss or {"type": "BCEWithLogitsLoss", "soft_targets": False})
         self.box_weight = box_weight
         self.obj_weight = obj_weight
@@ -73,6 +75,8 @@ class YOLOv5Loss(nn.Module):
         result = self.assigner(
             priors, pred_boxes.detach(), cls_logits.detach(), obj_logits.detach(), gt_boxes, gt_labels, gt_mask
         )
+        # Kept for the output distillation's box term, which distils at the student's positives.
+        self.last_assignment = result
         fg = result.fg_mask
         valid = ~result.ignore_mask
         num_fg = result.num_fg

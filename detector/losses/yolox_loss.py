@@ -11,13 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detector.assigners.base import Assigner, pad_targets
+from detector.assigners.base import Assigner, AssignResult, pad_targets
 from detector.losses.iou import iou_loss, yolox_iou_loss
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.registry import ASSIGNERS, LOSSES
 
+#: Where the losses' settings sit in a config: heads build their loss from ``model.head.loss``.
+LOSS_PATH = "model.head.loss"
 
-def build_assigner(cfg: Mapping[str, Any] | Assigner | None, path: str = "assigner") -> Assigner:
+
+def build_assigner(cfg: Mapping[str, Any] | Assigner | None, path: str = f"{LOSS_PATH}.assigner") -> Assigner:
     """An ``Assigner`` from its config (SimOTA with YOLOX's settings when ``cfg`` is None)."""
     if isinstance(cfg, Assigner):
         return cfg
@@ -34,7 +37,7 @@ def nan_losses(flat_raw: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"loss": nan, **parts, "num_fg": torch.tensor(0.0), "normalizer": torch.tensor(0.0)}
 
 
-def build_cls_loss(cfg: Mapping[str, Any] | None, path: str = "cls_loss") -> nn.Module:
+def build_cls_loss(cfg: Mapping[str, Any] | None, path: str = f"{LOSS_PATH}.cls_loss") -> nn.Module:
     """A classification loss from its config, summed (normalisation is the caller's)."""
     cfg = dict(cfg or {"type": "BCEWithLogitsLoss"})
     cfg["reduction"] = "sum"
@@ -70,6 +73,8 @@ class YOLOXLoss(nn.Module):
         self.box_weight = box_weight
         self.use_l1 = use_l1
         self.assigner = build_assigner(assigner)
+        #: The ``AssignResult`` of the last forward pass (None before the first).
+        self.last_assignment: AssignResult | None = None
         self.cls_loss = build_cls_loss(cls_loss)
 
     def box_loss(self, pred_cxcywh: torch.Tensor, target_cxcywh: torch.Tensor) -> torch.Tensor:
@@ -97,6 +102,8 @@ class YOLOXLoss(nn.Module):
         result = self.assigner(
             priors, pred_boxes.detach(), cls_logits.detach(), obj_logits.detach(), gt_boxes, gt_labels, gt_mask
         )
+        # Kept for the output distillation's box term, which distils at the student's positives.
+        self.last_assignment = result
         fg = result.fg_mask
         valid = ~result.ignore_mask
         total_fg = result.num_fg

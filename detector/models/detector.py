@@ -10,6 +10,7 @@ from torch import nn
 
 from detector.errors import ConfigError
 from detector.models.layers import fuse_model
+from detector.models.rep import fold_rep_convs
 from detector.registry import BACKBONES, DETECTORS, HEADS, NECKS, check_arguments
 
 #: Input height and width must be multiples of the coarsest stride.
@@ -59,8 +60,15 @@ class Detector(nn.Module):
         return self.head.predict(level_outputs, decode=decode)
 
     def fuse(self) -> Detector:
-        """Fold BatchNorm into the preceding convs for inference (in place); returns self."""
+        """Prepare for inference, in place: re-parameterised blocks folded into single 3x3 convs,
+        BatchNorm folded into the preceding convs, Focus's space-to-depth into the stem conv, and
+        the head's sibling 1x1 convs merged (``merge_box_obj_preds``); returns self. The fused
+        model computes the same outputs (up to float rounding) and is for inference only."""
+        fold_rep_convs(self)
         fuse_model(self)
+        merge = getattr(self.head, "merge_box_obj_preds", None)
+        if merge is not None:
+            merge()
         return self
 
 

@@ -11,6 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from detector.errors import ConfigError
+from detector.registry import BLOCKS
+
 #: BatchNorm settings of YOLOX (its ``init_yolo`` sets them on every BN layer).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -64,11 +67,24 @@ class ConvBNAct(nn.Module):
 
 
 class DepthwiseSeparableConv(nn.Module):
-    """Depthwise k x k ConvBNAct followed by a pointwise 1x1 ConvBNAct."""
+    """Depthwise k x k ConvBNAct (or the given ``dconv``, e.g. a depthwise RepConv) followed by a
+    pointwise 1x1 ConvBNAct."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, act: str = "silu"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        act: str = "silu",
+        dconv: nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.dconv = ConvBNAct(in_channels, in_channels, kernel_size, stride, groups=in_channels, act=act)
+        self.dconv = (
+            dconv
+            if dconv is not None
+            else ConvBNAct(in_channels, in_channels, kernel_size, stride, groups=in_channels, act=act)
+        )
         self.pconv = ConvBNAct(in_channels, out_channels, 1, 1, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,8 +100,26 @@ def conv_block(
     return ConvBNAct(in_channels, out_channels, kernel_size, stride, act=act)
 
 
+@BLOCKS.register("conv")
+def conv3x3_block(
+    in_channels: int, out_channels: int, stride: int = 1, depthwise: bool = False, act: str = "silu"
+) -> nn.Module:
+    """The plain 3x3 block: a ConvBNAct, or its depthwise-separable counterpart."""
+    return conv_block(in_channels, out_channels, 3, stride, depthwise, act)
+
+
+def block_factory(name: str) -> Any:
+    """The 3x3 block builder called ``name`` in ``BLOCKS`` (``conv``, ``repvgg``, ``qarepvgg``);
+    ValueError naming the close ones otherwise (a constructor's error, prefixed by the config path)."""
+    try:
+        return BLOCKS.get(name, "block")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class Bottleneck(nn.Module):
-    """1x1 reduce then 3x3 conv, with a residual when ``shortcut`` and shapes agree."""
+    """1x1 reduce then a 3x3 block (``block``: a ``BLOCKS`` name), with a residual when
+    ``shortcut`` and shapes agree."""
 
     def __init__(
         self,
@@ -95,11 +129,12 @@ class Bottleneck(nn.Module):
         expansion: float = 0.5,
         depthwise: bool = False,
         act: str = "silu",
+        block: str = "conv",
     ) -> None:
         super().__init__()
         hidden = int(out_channels * expansion)
         self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
-        self.conv2 = conv_block(hidden, out_channels, 3, 1, depthwise, act)
+        self.conv2 = block_factory(block)(hidden, out_channels, 1, depthwise, act)
         self.use_add = shortcut and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +143,8 @@ class Bottleneck(nn.Module):
 
 
 class CSPLayer(nn.Module):
-    """Cross-stage-partial block (YOLOv5 "C3"): two 1x1 branches, ``n`` bottlenecks on one."""
+    """Cross-stage-partial block (YOLOv5 "C3"): two 1x1 branches, ``n`` bottlenecks on one
+    (their 3x3 convs are ``block``s: ``conv``, or re-parameterisable ``repvgg`` / ``qarepvgg``)."""
 
     def __init__(
         self,
@@ -119,13 +155,14 @@ class CSPLayer(nn.Module):
         expansion: float = 0.5,
         depthwise: bool = False,
         act: str = "silu",
+        block: str = "conv",
     ) -> None:
         super().__init__()
         hidden = int(out_channels * expansion)
         self.conv1 = ConvBNAct(in_channels, hidden, 1, act=act)
         self.conv2 = ConvBNAct(in_channels, hidden, 1, act=act)
         self.conv3 = ConvBNAct(2 * hidden, out_channels, 1, act=act)
-        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, act) for _ in range(n)))
+        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, act, block) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(torch.cat((self.m(self.conv1(x)), self.conv2(x)), dim=1))
@@ -228,6 +265,13 @@ class Focus(nn.Module):
         return True
 
 
+def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(scale, shift)`` with ``bn(x) = x * scale + shift`` in eval mode (running
+    statistics): the algebra every BatchNorm fold uses."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A Conv2d with bias computing ``bn(conv(x))`` in eval mode (running statistics)."""
     fused = nn.Conv2d(
@@ -242,10 +286,10 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         padding_mode=conv.padding_mode,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        scale, shift = bn_scale_shift(bn)
         fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
         conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((conv_bias - bn.running_mean) * scale + bn.bias)
+        fused.bias.copy_(conv_bias * scale + shift)
     fused.requires_grad_(conv.weight.requires_grad)
     return fused
 

@@ -63,8 +63,13 @@ BUILTIN_HOOKS = (NoAugHook, EMAHook, EvaluationHook, MemoryHook, CheckpointHook,
 
 
 def build_hooks(settings: RunConfig) -> list[Hook]:
-    """The built-in hooks, then those of ``train.hooks``."""
+    """The built-in hooks, the distillation hook when ``distill.teacher`` is set, then those of
+    ``train.hooks``."""
     hooks: list[Hook] = [cls() for cls in BUILTIN_HOOKS]
+    if settings.distill.teacher is not None:
+        from detector.distill import DistillationHook
+
+        hooks.append(DistillationHook())
     for i, cfg in enumerate(settings.train.hooks):
         hooks.append(HOOKS.build(cfg, f"train.hooks[{i}]"))
     return hooks

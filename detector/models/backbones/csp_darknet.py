@@ -14,7 +14,9 @@ class CSPDarknet(DarknetStages):
     """Focus stem + four CSP stages (``dark2``..``dark5``, the last with SPP).
 
     Returns the ``dark3``, ``dark4``, ``dark5`` maps (strides 8, 16, 32) with
-    ``out_channels = [256, 512, 1024] * width``.
+    ``out_channels = [256, 512, 1024] * width``. ``block`` is the 3x3 block of the CSP
+    bottlenecks: ``conv`` (YOLOX's), or the re-parameterisable ``repvgg`` / ``qarepvgg``
+    (``detector.models.rep``), folded into plain convs by ``Detector.fuse()``.
     """
 
     def __init__(
@@ -24,6 +26,7 @@ class CSPDarknet(DarknetStages):
         depthwise: bool = False,
         act: str = "silu",
         in_channels: int = 3,
+        block: str = "conv",
     ) -> None:
         super().__init__()
         base = int(check_multiplier(width, "width") * 64)
@@ -33,7 +36,9 @@ class CSPDarknet(DarknetStages):
             layers: list[nn.Module] = [conv_block(c_in, c_out, 3, 2, depthwise, act)]
             if with_spp:
                 layers.append(SPP(c_out, c_out, act=act))
-            layers.append(CSPLayer(c_out, c_out, blocks, shortcut=not with_spp, depthwise=depthwise, act=act))
+            layers.append(
+                CSPLayer(c_out, c_out, blocks, shortcut=not with_spp, depthwise=depthwise, act=act, block=block)
+            )
             return nn.Sequential(*layers)
 
         self.stem = Focus(in_channels, base, kernel_size=3, act=act)

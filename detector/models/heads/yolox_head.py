@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from detector.losses import yolov5_loss, yolox_loss  # noqa: F401  (register the losses)
+from detector.losses.yolox_loss import LOSS_PATH
 from detector.models.layers import ConvBNAct, conv_block
 from detector.ops.priors import decode_yolov5_boxes, decode_yolox_boxes, make_priors
 from detector.registry import HEADS, LOSSES
@@ -77,10 +78,12 @@ class YOLOXHead(nn.Module):
         self.cls_preds = nn.ModuleList(nn.Conv2d(c, a * num_classes, 1) for _ in strides)
         self.reg_preds = nn.ModuleList(nn.Conv2d(c, a * 4, 1) for _ in strides)
         self.obj_preds = nn.ModuleList(nn.Conv2d(c, a, 1) for _ in strides)
+        #: Box and objectness predictions in one conv per level, after merge_box_obj_preds().
+        self.box_obj_preds: nn.ModuleList | None = None
         self._init_prior_bias(prior_prob)
         loss_cfg = dict(loss or {})
         loss_type = loss_cfg.pop("type", "YOLOXLoss" if self.anchors is None else "YOLOv5Loss")
-        self.criterion = LOSSES.build({"type": loss_type, **loss_cfg}, "model.head.loss", num_classes=num_classes)
+        self.criterion = LOSSES.build({"type": loss_type, **loss_cfg}, LOSS_PATH, num_classes=num_classes)
         self._priors_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _init_prior_bias(self, prior_prob: float) -> None:
@@ -98,7 +101,12 @@ class YOLOXHead(nn.Module):
             x = self.stems[level](x)
             cls_feat = self.cls_convs[level](x)
             reg_feat = self.reg_convs[level](x)
-            parts = (self.reg_preds[level](reg_feat), self.obj_preds[level](reg_feat), self.cls_preds[level](cls_feat))
+            cls_out = self.cls_preds[level](cls_feat)
+            if self.box_obj_preds is None:
+                parts = (self.reg_preds[level](reg_feat), self.obj_preds[level](reg_feat), cls_out)
+            else:
+                box_obj = self.box_obj_preds[level](reg_feat)
+                parts = (box_obj, cls_out) if a == 1 else (*box_obj.split((4 * a, a), dim=1), cls_out)
             if a > 1:
                 # Group the channels by anchor: [B, A, 5 + C, H, W] -> [B, A * (5 + C), H, W].
                 b, _, h, w = x.shape
@@ -107,6 +115,25 @@ class YOLOXHead(nn.Module):
             else:
                 outputs.append(torch.cat(parts, dim=1))
         return outputs
+
+    def merge_box_obj_preds(self) -> bool:
+        """Merge each level's box and objectness 1x1 convs, which read the same regression
+        features, into one conv with their output channels stacked (in place, for inference: the
+        module names change). Same outputs, one conv and one read of the features fewer per
+        level. Returns False when already merged."""
+        if self.box_obj_preds is not None:
+            return False
+        merged = nn.ModuleList()
+        for reg, obj in zip(self.reg_preds, self.obj_preds, strict=True):
+            conv = nn.Conv2d(reg.in_channels, reg.out_channels + obj.out_channels, 1).to(reg.weight)
+            with torch.no_grad():
+                conv.weight.copy_(torch.cat((reg.weight, obj.weight)))
+                conv.bias.copy_(torch.cat((reg.bias, obj.bias)))
+            conv.requires_grad_(reg.weight.requires_grad)
+            merged.append(conv)
+        del self.reg_preds, self.obj_preds
+        self.box_obj_preds = merged
+        return True
 
     def priors(self, level_outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Priors ``[P, 5]`` for these outputs' map sizes (cached per size/device/dtype)."""

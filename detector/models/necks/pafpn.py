@@ -17,11 +17,17 @@ class PAFPN(nn.Module):
 
     Outputs three maps with the same channels as its inputs. Module names are YOLOX's
     (``lateral_conv0``, ``C3_p4``, ``reduce_conv1``, ``C3_p3``, ``bu_conv2``, ``C3_n3``,
-    ``bu_conv1``, ``C3_n4``).
+    ``bu_conv1``, ``C3_n4``). ``block`` is the 3x3 block of the CSP bottlenecks (``conv``,
+    ``repvgg``, ``qarepvgg``; see ``CSPDarknet``).
     """
 
     def __init__(
-        self, in_channels: Sequence[int], depth: float = 1.0, depthwise: bool = False, act: str = "silu"
+        self,
+        in_channels: Sequence[int],
+        depth: float = 1.0,
+        depthwise: bool = False,
+        act: str = "silu",
+        block: str = "conv",
     ) -> None:
         super().__init__()
         if len(in_channels) != 3:
@@ -30,7 +36,7 @@ class PAFPN(nn.Module):
         n = round(3 * check_multiplier(depth, "depth"))
 
         def csp(c_in: int, c_out: int) -> CSPLayer:
-            return CSPLayer(c_in, c_out, n, shortcut=False, depthwise=depthwise, act=act)
+            return CSPLayer(c_in, c_out, n, shortcut=False, depthwise=depthwise, act=act, block=block)
 
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.lateral_conv0 = ConvBNAct(c5, c4, 1, act=act)
