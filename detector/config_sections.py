@@ -175,7 +175,7 @@ class DistillConfig:
 
     teacher: TeacherConfig | None = setting(None, "the teacher: {ckpt: FILE, config: CONFIG} (null: no distillation)")
     losses: list[dict[str, Any]] = setting(
-        [{"type": "OutputDistillation", "weight": 1.0}],
+        [{"type": "OutputDistillation", "weight": 1.0}, {"type": "ChannelWiseDistillation", "weight": 1.0}],
         "distillation losses, each with its weight: [{type: ChannelWiseDistillation, weight: 1.0, temperature: 1.0}]",
     )
     weight_schedule: str = setting(

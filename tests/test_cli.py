@@ -67,3 +67,11 @@ def test_train_typo_stops_before_any_data_is_read(tmp_path):
     assert done.stderr.strip().endswith("train.epoch: unknown key; did you mean 'train.epochs'?")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_set_is_repeatable(capsys):
+    """``--set A --set B C``: every override counts (argparse alone keeps only the last --set)."""
+    assert main(["config", "yolox_nano_shapes", "--set", "train.epochs=3", "--set", "train.seed=7",
+                 "distill.weight_schedule=cosine"]) == 0  # fmt: skip
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert (cfg["train"]["epochs"], cfg["train"]["seed"], cfg["distill"]["weight_schedule"]) == (3, 7, "cosine")

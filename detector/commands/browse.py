@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", default="runs/browse.png", help="PNG file to write (default runs/browse.png)")
     parser.add_argument("--epoch", type=int, default=0, help="epoch whose samples to draw, from 0 (default 0)")
     parser.add_argument("--no-aug", action="store_true", help="the last epochs' samples: augmentation off")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

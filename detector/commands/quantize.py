@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", required=True, help="INT8 ONNX file to write")
     parser.add_argument("--n", type=int, default=100, help="calibration images (default 100)")
     parser.add_argument("--method", default="minmax", help="calibration: minmax (default), entropy, percentile")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

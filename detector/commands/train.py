@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("config", help="YAML config, or a packaged config's name")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument(
+        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
+    )
     parser.add_argument(
         "--resume", nargs="?", const=True, default=None, help="continue from CKPT (default: the run's last.pt)"
     )

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from detector.config import load_config
-from detector.errors import ConfigError
+from detector.errors import CheckpointError, ConfigError
 
 
 def load_teacher(ckpt: str, config: str | None = None, path: str = "distill.teacher") -> nn.Module:
@@ -18,8 +18,8 @@ def load_teacher(ckpt: str, config: str | None = None, path: str = "distill.teac
     cfg = load_config(config) if config is not None else None
     try:
         model, _, _ = load_detector(ckpt, cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    except (ConfigError, CheckpointError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
     model.eval()
     model.requires_grad_(False)
     return model

@@ -17,7 +17,7 @@ from detector import build_model, load_config
 from detector.data.synthetic import coco_split_configs, generate_synthetic_coco
 from detector.distill import DistillationHook, load_teacher
 from detector.engine.trainer import Trainer
-from detector.errors import ConfigError
+from detector.errors import CheckpointError, ConfigError
 from detector.export import export_onnx
 from detector.utils.checkpoint import load_checkpoint, save_checkpoint
 
@@ -140,6 +140,8 @@ def test_official_yolox_checkpoint_as_teacher(fixtures_dir, tmp_path):
     torch.testing.assert_close(out, fixture["decoded_outputs"], atol=1e-3, rtol=1e-4)
     with pytest.raises(ConfigError, match="distill.teacher: .*not a checkpoint of this package .*pass a config"):
         load_teacher(str(path))
+    with pytest.raises(CheckpointError, match=r"distill.teacher: .*missing.pt: checkpoint not found"):
+        load_teacher(str(tmp_path / "missing.pt"))
 
 
 def test_resume_reloads_the_teacher_and_continues_exactly(shapes, teacher_ckpt, tmp_path):
