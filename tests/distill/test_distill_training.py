@@ -194,7 +194,9 @@ def test_two_processes_distil_as_one(tmp_path):
             torch.testing.assert_close(ckpts[2]["train_model"][name], value, atol=1e-5, rtol=0, msg=name)
     # The adapters move little at this learning rate (about 1e-6): compare their motion from the
     # start (the same seeded draw in every process), which a rank training them alone gets 40-90% wrong.
-    start = Trainer(load_config(path, overrides={"train.name": "start"}), device="cpu", progress=False)
+    # (keep_freed_memory off: kept memory would outlive this test and blur the memory monitor's tests.)
+    start_cfg = load_config(path, overrides={"train.name": "start", "train.keep_freed_memory": False})
+    start = Trainer(start_cfg, device="cpu", progress=False)
     initial = next(h for h in start.hooks if isinstance(h, DistillationHook)).losses.state_dict()
     start.folder.abandon()
     for name, value in ckpts[1]["distill_losses"].items():
