@@ -4,6 +4,10 @@
 ``tools/*.py`` shims all call the same ``main``.
 """
 
+from __future__ import annotations
+
+import argparse
+
 #: Subcommand name -> (module in this package, one-line summary).
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a detector from a config (torchrun for several processes)"),
@@ -19,3 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-synthetic": ("make_synthetic", "generate the synthetic shapes dataset (COCO format)"),
     "config": ("config", "print a config fully resolved, every default filled in; --describe: every key"),
 }
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, what: str = "config") -> None:
+    """The ``--set KEY=VALUE ...`` option of every command that reads a config; repeatable
+    (``--set A --set B C`` keeps all three, where argparse alone would keep only the last)."""
+    parser.add_argument(
+        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help=f"{what} overrides (repeatable)"
+    )

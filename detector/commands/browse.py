@@ -15,6 +15,7 @@ import cv2
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.data.loader import build_dataloader, reseed_dataset
 from detector.data.mix_dataset import build_train_dataset
@@ -31,9 +32,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", default="runs/browse.png", help="PNG file to write (default runs/browse.png)")
     parser.add_argument("--epoch", type=int, default=0, help="epoch whose samples to draw, from 0 (default 0)")
     parser.add_argument("--no-aug", action="store_true", help="the last epochs' samples: augmentation off")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.data.coco import record_broken
 from detector.data.problems import NOTICES
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--split", nargs="+", default=["train", "val"], help="splits to check (default: train val)")
     parser.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

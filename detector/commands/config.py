@@ -13,6 +13,7 @@ import argparse
 import yaml
 
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config import load_config, packaged_configs
 from detector.config_sections import RunConfig
 from detector.schema import describe_keys
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("config", nargs="?", help=f"YAML config or packaged name ({', '.join(packaged_configs())})")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--describe", action="store_true", help="print every key's type, default and description")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)

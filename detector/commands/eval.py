@@ -21,6 +21,7 @@ import torch
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.data.coco import CocoDataset
 from detector.data.transforms import EvalTransform
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument(
         "--plots", metavar="DIR", help="write PR curves, the confusion matrix and per-class AP bars (PNGs) here"
     )
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

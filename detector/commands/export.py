@@ -14,6 +14,7 @@ import argparse
 
 from detector import build_model, load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
 from detector.export import export_onnx
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--iou", type=float, default=0.65, help="IoU threshold of the in-graph NMS")
     parser.add_argument("--max-det", type=int, default=100, help="detections per image of the in-graph NMS")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
 from detector.export.quantize import quantize_int8
@@ -27,9 +28,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", required=True, help="INT8 ONNX file to write")
     parser.add_argument("--n", type=int, default=100, help="calibration images (default 100)")
     parser.add_argument("--method", default="minmax", help="calibration: minmax (default), entropy, percentile")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
 

@@ -6,6 +6,7 @@ import argparse
 
 from detector import build_model, load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.models.summary import count_flops, count_parameters
 
 
@@ -13,9 +14,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("config", help="YAML config with a model section")
     parser.add_argument("--imgsz", type=int, nargs="+", default=[640], help="size, or height width")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
     if len(args.imgsz) > 2:

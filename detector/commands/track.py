@@ -17,6 +17,7 @@ from pathlib import Path
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
 from detector.registry import TRACKERS
@@ -43,14 +44,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     what.add_argument("--motion", action="store_true", help="moving blobs of a static camera (no weights needed)")
     parser.add_argument("--config", help="config giving the model of an official YOLOX checkpoint")
     parser.add_argument("--tracker", default=DEFAULT_TRACKER, help="tracker config (default ByteTrack's)")
-    parser.add_argument(
-        "--set",
-        nargs="*",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="tracker config overrides (repeatable)",
-    )
+    add_overrides_argument(parser, "tracker config")
     parser.add_argument("--out", default="runs/track", help="output folder (default runs/track)")
     parser.add_argument("--gt", help="MOTChallenge ground truth: print and save the MOT metrics")
     parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")

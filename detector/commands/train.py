@@ -19,6 +19,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from detector import load_config
 from detector.cli import run_tool
+from detector.commands import add_overrides_argument
 from detector.engine.distributed import shutdown_distributed
 from detector.engine.evaluator import format_metrics_table, format_per_class_table
 from detector.engine.trainer import Trainer
@@ -30,9 +31,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("config", help="YAML config, or a packaged config's name")
-    parser.add_argument(
-        "--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)"
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--resume", nargs="?", const=True, default=None, help="continue from CKPT (default: the run's last.pt)"
     )

@@ -81,7 +81,6 @@ class DistillationHook(Hook):
 
     def __init__(self) -> None:
         self.store: dict[str, Any] = {}
-        self.handles: list[Any] = []
 
     def setup(self, trainer) -> None:  # noqa: ANN001
         cfg = trainer.settings.distill
@@ -89,10 +88,10 @@ class DistillationHook(Hook):
         student = trainer.model
         teacher = load_teacher(cfg.teacher.ckpt, cfg.teacher.config)
         self.losses, self.names = build_distill_losses(cfg.losses, neck_channels(student), neck_channels(teacher))
-        for i, loss in enumerate(self.losses):
-            if getattr(loss, "needs_outputs", False):
-                check_output_layout(student, teacher, f"distill.losses[{i}]")
-        self.needs_outputs = any(getattr(loss, "needs_outputs", False) for loss in self.losses)
+        reads_outputs = [getattr(loss, "needs_outputs", False) for loss in self.losses]
+        for i in (i for i, reads in enumerate(reads_outputs) if reads):
+            check_output_layout(student, teacher, f"distill.losses[{i}]")
+        self.needs_outputs = any(reads_outputs)
         memory_format = trainer.step.memory_format
         self.teacher = teacher.to(trainer.device, memory_format=memory_format)
         self.losses.to(trainer.device, memory_format=memory_format)
@@ -105,15 +104,18 @@ class DistillationHook(Hook):
                 if group["params"]:
                     trainer.optimizer.add_param_group(group)
             trainer.step.extra_params.extend(adapters)
-        self.handles = [
-            student.neck.register_forward_hook(_recorder(self.store, "features")),
-            student.head.register_forward_hook(_recorder(self.store, "level_outputs")),
-        ]
+        student.neck.register_forward_hook(_recorder(self.store, "features"))
+        student.head.register_forward_hook(_recorder(self.store, "level_outputs"))
         trainer.step.extra_losses.append(self.distill_losses)
         trainer.logger.info(
             "distillation from %s (%d parameters): %s; %d adapter parameters", cfg.teacher.ckpt,
             sum(p.numel() for p in self.teacher.parameters()), ", ".join(self.names), sum(p.numel() for p in adapters),
         )  # fmt: skip
+
+    def _progress(self) -> float:
+        """The share of the run's optimiser steps done, in [0, 1]."""
+        trainer = self.trainer
+        return min(trainer.iteration / max(trainer.epochs * trainer.iters_per_epoch, 1), 1.0)
 
     def weight_factor(self) -> float:
         """The schedule's factor on every loss weight at the trainer's current iteration."""
@@ -123,12 +125,11 @@ class DistillationHook(Hook):
             return 0.0
         if cfg.weight_schedule == "constant":
             return 1.0
-        progress = min(trainer.iteration / max(trainer.epochs * trainer.iters_per_epoch, 1), 1.0)
+        progress = self._progress()
         return cfg.final_weight_ratio + (1.0 - cfg.final_weight_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def _anneal_temperatures(self) -> None:
-        trainer = self.trainer
-        progress = min(trainer.iteration / max(trainer.epochs * trainer.iters_per_epoch, 1), 1.0)
+        progress = self._progress()
         for loss, start in zip(self.losses, self.start_temperatures, strict=True):
             if start is not None:
                 loss.temperature = 1.0 + (start - 1.0) * (1.0 - progress)
