@@ -51,6 +51,8 @@ setup(
         "motmetrics>=1.4.0",
         "onnx>=1.16",
         "onnxruntime>=1.18",
+        # Torch-Pruning (MIT): the coupled-channel dependency graph behind `detector prune`.
+        "torch-pruning==1.6.1",
     ],
     # HOTA: TrackEval asks for opencv-python, whose cv2 would overwrite opencv-python-headless's,
     # and its metrics need neither: install it with `pip install --no-deps trackeval tabulate`

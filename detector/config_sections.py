@@ -66,6 +66,9 @@ class TrainConfig:
 
     epochs: int = setting(100, "training epochs")
     seed: int = setting(0, "seed of weights, shuffling and augmentation")
+    init_weights: str | None = setting(
+        None, "start from these weights: a checkpoint of this package (a pruned one too) or an official YOLOX .pth"
+    )
     output_dir: str = setting("runs", "folder of the run folders")
     name: str | None = setting(None, "run folder name under output_dir (null: the config's file name)")
     no_aug_epochs: int = setting(0, "last epochs without augmentation and mixing (YOLOX: 15)")

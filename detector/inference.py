@@ -94,10 +94,15 @@ def load_detector(
     """``(model, checkpoint, config)`` from a checkpoint of this package's trainer (its own config
     and weights, the EMA's when the run kept one; ``cfg`` replaces the config when given) or from
     an official YOLOX checkpoint (``{"model": state_dict}``), which needs ``cfg`` for the
-    architecture. The model is unfused, in training mode, on the CPU."""
+    architecture. A pruned checkpoint's ``model.channel_layout`` applies to ``cfg`` too. The model
+    is unfused, in training mode, on the CPU."""
     ckpt = load_checkpoint(path)
     if "config" in ckpt:
         cfg = cfg or ckpt["config"]
+        layout = ckpt["config"].get("model", {}).get("channel_layout")
+        if layout and not cfg.get("model", {}).get("channel_layout"):
+            # The layout belongs to the weights (a pruned checkpoint), whatever config is given.
+            cfg = {**cfg, "model": {**cfg["model"], "channel_layout": layout}}
         model = build_model(cfg)
         model.load_state_dict(ckpt["model"])
     elif cfg is not None:

@@ -20,8 +20,8 @@ def test_help_lists_every_subcommand(capsys):
     for name in COMMANDS:
         assert f"\n  {name} " in shown
     assert set(COMMANDS) == {
-        "train", "eval", "predict", "track", "export", "quantize", "summary", "check-data", "browse", "eval-mot",
-        "make-synthetic", "config",
+        "train", "eval", "predict", "track", "export", "align", "prune", "quantize", "summary", "check-data", "browse",
+        "eval-mot", "make-synthetic", "config",
     }  # fmt: skip
 
 

@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "detect objects in images, write drawn PNGs and JSON"),
     "track": ("track", "track people in a video, image folder or MOT sequence"),
     "export": ("export", "export a checkpoint to ONNX (decoding, optional NMS)"),
+    "align": ("align", "find the first tensor where an ONNX export departs from its PyTorch model"),
+    "prune": ("prune", "remove channels of a trained model (coupled groups together) for fine-tuning"),
     "quantize": ("quantize", "INT8-quantize an exported ONNX model, calibrated on data.train"),
     "summary": ("summary", "parameters and GFLOPs of a config's model"),
     "check-data": ("check_data", "check a config's datasets: annotations, boxes, image files"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from detector.config import load_config
@@ -50,5 +51,14 @@ def check_output_layout(student: nn.Module, teacher: nn.Module, path: str) -> No
 
 
 def neck_channels(model: nn.Module) -> list[int]:
-    """The channels of the neck's output maps."""
-    return [int(c) for c in model.neck.out_channels]
+    """The channels of the neck's output maps, measured by a forward pass of a small zero image
+    (a pruned model's maps are narrower than its architecture's nominal ``out_channels``)."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics updated by the probe
+    try:
+        with torch.no_grad():
+            maps = model.features(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype))
+    finally:
+        model.train(was_training)
+    return [int(m.shape[1]) for m in maps]

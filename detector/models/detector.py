@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from detector.compress.layout import apply_channel_layout
 from detector.errors import ConfigError
 from detector.models.layers import fuse_model
 from detector.models.rep import fold_rep_convs
@@ -29,13 +30,25 @@ class Detector(nn.Module):
     * eval mode: decoded predictions before NMS ``[B, P, 4 + 1 + C]`` = cx, cy, w, h in input
       pixels, objectness and class probabilities (YOLOX's layout); ``decode=False`` leaves
       the box channels as raw (tx, ty, tw, th).
+
+    ``channel_layout`` (a pruned model's, written by ``detector prune``): the widths of the convs
+    and BatchNorms that differ from the architecture's, ``{dotted name: [in, out] or [features]}``
+    (``detector.compress.layout``).
     """
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: nn.Module,
+        channel_layout: dict[str, list[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        if channel_layout:
+            apply_channel_layout(self, channel_layout)
 
     @property
     def num_classes(self) -> int:
@@ -123,4 +136,7 @@ def _build_model(cfg: Mapping[str, Any]) -> nn.Module:
     detector_cls = DETECTORS.get(model_cfg.get("type", "Detector"), f"{path}.type")
     extra = {k: v for k, v in model_cfg.items() if k not in ("type", "backbone", "neck", "head")}
     check_arguments(detector_cls, {"backbone": backbone, "neck": neck, "head": head, **extra}, path)
-    return detector_cls(backbone=backbone, neck=neck, head=head, **extra)
+    try:
+        return detector_cls(backbone=backbone, neck=neck, head=head, **extra)
+    except ValueError as exc:
+        raise ConfigError(f"{path}.channel_layout: {exc}") from None

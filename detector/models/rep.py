@@ -57,7 +57,7 @@ class RepConv(nn.Module):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"RepConv: {in_channels} -> {out_channels} channels do not split into {groups} groups")
-        self.in_channels, self.out_channels, self.stride, self.groups = in_channels, out_channels, stride, groups
+        self.stride = stride
         self.quant_friendly = quant_friendly
         self.conv3x3 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, groups=groups, bias=False)
         self.bn3x3 = _bn(out_channels)
@@ -97,7 +97,7 @@ class RepConv(nn.Module):
             one, bias = one * scale[:, None, None, None], bias + shift
         kernel = kernel + one
         if self.has_identity:
-            ident = identity_kernel(self.out_channels, self.groups, kernel)
+            ident = identity_kernel(self.conv3x3.out_channels, self.conv3x3.groups, kernel)
             if self.bn_identity is not None:
                 scale, shift = bn_scale_shift(self.bn_identity)
                 ident, bias = ident * scale[:, None, None, None], bias + shift
@@ -113,7 +113,9 @@ class RepConv(nn.Module):
         if self.conv is not None:
             return False
         weight, bias = self.folded_kernel()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 3, self.stride, 1, groups=self.groups, bias=True)
+        # Channel counts from the trained conv: pruning may have narrowed it since construction.
+        branch = self.conv3x3
+        conv = nn.Conv2d(branch.in_channels, branch.out_channels, 3, self.stride, 1, groups=branch.groups, bias=True)
         conv = conv.to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(weight)

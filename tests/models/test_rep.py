@@ -120,7 +120,7 @@ def test_bottleneck_block_setting(variant):
     plain = Bottleneck(16, 16, depthwise=True)
     rep = Bottleneck(16, 16, depthwise=True, block=variant)
     assert isinstance(plain.conv2, DepthwiseSeparableConv) and isinstance(rep.conv2, DepthwiseSeparableConv)
-    assert isinstance(rep.conv2.dconv, RepConv) and rep.conv2.dconv.groups == 8  # hidden = 16 x 0.5
+    assert isinstance(rep.conv2.dconv, RepConv) and rep.conv2.dconv.conv3x3.groups == 8  # hidden = 16 x 0.5
     assert isinstance(Bottleneck(16, 16, block=variant).conv2, RepConv)
     with pytest.raises(ValueError, match="unknown BLOCKS type 'rep'; did you mean 'repvgg', 'qarepvgg'"):
         Bottleneck(16, 16, block="rep")

@@ -116,6 +116,13 @@ class YOLOXHead(nn.Module):
                 outputs.append(torch.cat(parts, dim=1))
         return outputs
 
+    def prediction_convs(self) -> list[nn.Conv2d]:
+        """The 1x1 convs whose outputs are the predictions (their widths are fixed by the classes,
+        anchors and box coordinates; pruning leaves their outputs alone)."""
+        merged = self.box_obj_preds is not None
+        lists = (self.cls_preds, self.box_obj_preds) if merged else (self.cls_preds, self.reg_preds, self.obj_preds)
+        return [conv for convs in lists for conv in convs]
+
     def merge_box_obj_preds(self) -> bool:
         """Merge each level's box and objectness 1x1 convs, which read the same regression
         features, into one conv with their output channels stacked (in place, for inference: the

@@ -1,0 +1,210 @@
+"""Model compression on the generated shapes set: structured pruning after fine-tuning, and INT8.
+
+    python bench/compress.py [--parts accuracy latency] [--models nano tiny] [--seeds 0 1 2]
+                             [--ratios 0.7 0.5] [--runs 100] [--out runs/bench_rep]
+
+* accuracy: the trained baselines of ``bench/rep.py`` (YOLOX-Nano, 12 epochs, one per seed) and
+  ``bench/distill.py`` (YOLOX-Tiny, 36 epochs, seed 0) are pruned by ``detector prune --flops F``
+  for each F of ``--ratios`` (the FLOPs kept) and fine-tuned through ``detector train`` from the
+  pruned weights for a third of the baseline's epochs, one fine-tune per seed. Rows:
+  the baseline; the baseline itself fine-tuned the same way (the control: what the extra epochs
+  give without pruning); each pruned model, and for Nano the 50 % one distilled from its
+  unpruned baseline; ONNX INT8 (static QDQ PTQ, 100 calibration images) of the baseline and
+  the 50 % model. mAP50-95 / mAP50 on the shapes validation set, mean ± sample std over seeds.
+* latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
+  INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
+  (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
+
+Never part of the test run; latency means something only on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill import TEACHER  # noqa: E402
+from export_speed import interleaved_medians_ms, yolov8n_models  # noqa: E402
+from shapes_runs import (  # noqa: E402, E501
+    REPO,
+    data_overrides,
+    detector_command,
+    last_row,
+    make_shapes_set,
+    mean_spread,
+    onnx_metrics,
+    train_run,
+)
+
+from detector.data.synthetic import CLASS_NAMES, render_image  # noqa: E402
+from detector.export import export_onnx  # noqa: E402
+from detector.export.quantize import quantize_int8  # noqa: E402
+from detector.inference import load_detector  # noqa: E402
+from detector.models.summary import count_flops, count_parameters  # noqa: E402
+
+CONFIG = str(REPO / "configs" / "yolox_nano_shapes.yaml")
+#: model -> (baseline run name pattern, baseline epochs, overrides of the Nano config, seeds of the baseline)
+MODELS = {
+    "nano": ("conv_s{seed}", 12, [], "per seed"),
+    "tiny": ("teacher_tiny_e36", 36, TEACHER, "seed 0"),
+}
+
+
+def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, flops: float | None,
+               distill: bool = False) -> Path:  # fmt: skip
+    """The fine-tuned run of the ``model`` baseline of ``seed`` pruned to ``flops`` of its FLOPs
+    (None: the control, fine-tuned unpruned)."""
+    pattern, epochs, overrides, _ = MODELS[model]
+    baseline = train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0, args.out, data,
+                         epochs, overrides)  # fmt: skip
+    best = baseline / "weights" / "last.pt"
+    tag = f"{model}_{'control' if flops is None else f'p{round(flops * 100)}'}{'_kd' if distill else ''}_s{seed}"
+    if flops is None:
+        config, extra = CONFIG, [*overrides, f"train.init_weights={best}"]
+    else:
+        pruned = args.out / "pruned" / f"{model}_p{round(flops * 100)}_s{seed}.pt"
+        if not pruned.exists():
+            detector_command("prune", CONFIG, "--ckpt", best, "--out", pruned, "--flops", flops, "--method",
+                             args.method, "--set", *overrides, *data_overrides(data))  # fmt: skip
+        config, extra = str(pruned.with_suffix(".yaml")), []
+    if distill:
+        extra.append(f"distill.teacher.ckpt={best}")
+    return train_run(config, tag, seed, args.out, data, max(epochs // 3, 1), extra)
+
+
+def accuracy_tables(args: argparse.Namespace, data: Path) -> list[str]:
+    lines = []
+    for model in args.models:
+        pattern, epochs, overrides, baseline_seeds = MODELS[model]
+        rows: dict[str, dict[str, list[float]]] = {}
+
+        def add(label: str, metrics: dict[str, float], rows=rows) -> None:
+            row = rows.setdefault(label, {"map": [], "map50": []})
+            row["map"].append(float(metrics["mAP50_95"]))
+            row["map50"].append(float(metrics["mAP50"]))
+
+        for seed in args.seeds:
+            base_seed = seed if "{seed}" in pattern else 0
+            baseline = train_run(CONFIG, pattern.format(seed=base_seed), base_seed, args.out, data, epochs, overrides)
+            add("baseline", last_row(baseline))
+            add(f"baseline + {epochs // 3} epochs (control)", last_row(pruned_run(args, data, model, seed, None)))
+            for flops in args.ratios:
+                add(f"pruned to {flops:.0%} FLOPs + {epochs // 3} epochs",
+                    last_row(pruned_run(args, data, model, seed, flops)))  # fmt: skip
+            if model == "nano" and 0.5 in args.ratios:
+                add(f"pruned to 50% FLOPs + {epochs // 3} epochs distilled from the baseline",
+                    last_row(pruned_run(args, data, model, seed, 0.5, distill=True)))  # fmt: skip
+            if args.int8:
+                add("baseline, ONNX INT8 PTQ", onnx_metrics(baseline, CONFIG, data, args.out / "onnx", int8=True))
+                if 0.5 in args.ratios:
+                    run = pruned_run(args, data, model, seed, 0.5)
+                    add("pruned 50% fine-tuned, ONNX INT8 PTQ", onnx_metrics(run, CONFIG, data, args.out / "onnx",
+                                                                            int8=True))  # fmt: skip
+            print(f"{model} seed {seed}: " + ", ".join(f"{k} {v['map'][-1]:.3f}" for k, v in rows.items()), flush=True)
+        lines += [
+            f"YOLOX-{model.capitalize()}: baseline {epochs} epochs ({baseline_seeds}), pruned with "
+            f"`detector prune --flops F --method {args.method}`, fine-tunes seeds {', '.join(map(str, args.seeds))}; "
+            "mean ± sample std (min-max)",
+            "",
+            "| model | mAP50-95 | mAP50 |",
+            "|---|---:|---:|",
+            *(f"| {label} | {mean_spread(r['map'])} | {mean_spread(r['map50'])} |" for label, r in rows.items()),
+            "",
+        ]
+        base = rows["baseline"]["map"]
+        for label, r in rows.items():
+            if label.startswith("pruned") and len(r["map"]) == len(base):
+                drops = [b - p for b, p in zip(base, r["map"], strict=True)]
+                lines.append(f"- {label}: mAP50-95 lost per seed {', '.join(f'{d:+.3f}' for d in drops)}; "
+                             f"mean {statistics.mean(drops):+.3f}")  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = lambda path: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])  # noqa: E731
+    v8 = {} if args.no_yolov8n else yolov8n_models(args.sizes, tmp)
+    rng = np.random.default_rng(0)
+    lines = []
+    for model in args.models:
+        pattern, epochs, overrides, _ = MODELS[model]
+        seed = args.seeds[0]
+        variants = {"baseline": train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0,
+                                          args.out, data, epochs, overrides) / "weights" / "last.pt"}  # fmt: skip
+        for flops in args.ratios:
+            variants[f"pruned {flops:.0%}"] = pruned_run(args, data, model, seed, flops) / "weights" / "last.pt"
+        lines += [f"YOLOX-{model.capitalize()} (seed {seed}), batch 1, {args.threads} threads, medians of {args.runs} "
+                  "interleaved rounds", "",
+                  "| model | params | GFLOPs 640 | input | ORT fp32 ms | ORT INT8 ms | INT8 speed-up "
+                  "| speed-up vs baseline fp32 / INT8 | YOLOv8n fp32 ms |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for size in args.sizes:
+            calls, counts = {}, {}
+            calibration = [render_image(size, size, rng, CLASS_NAMES, 8, 12, None)[0] for _ in range(16)]
+            feed = {"images": (torch.rand(1, 3, size, size) * 255).numpy()}
+            for label, ckpt in variants.items():
+                net, _, _ = load_detector(ckpt)
+                counts[label] = (count_parameters(net), count_flops(net.eval(), 640))
+                fp32 = export_onnx(net, tmp / f"{model}_{label.replace(' ', '_')}_{size}.onnx", imgsz=size)
+                int8 = quantize_int8(fp32, fp32.with_name(fp32.stem + "_int8.onnx"), calibration)
+                for precision, path in (("fp32", fp32), ("int8", int8)):
+                    calls[f"{label}|{precision}"] = lambda s=session(path), f=feed: s.run(None, f)  # noqa: B008
+            if size in v8:
+                v8_feed = {"images": feed["images"] / 255.0}
+                calls["yolov8n"] = lambda s=session(v8[size]), f=v8_feed: s.run(None, f)  # noqa: B008
+            ms = interleaved_medians_ms(calls, args.runs)
+            for label in variants:
+                fp32_ms, int8_ms = ms[f"{label}|fp32"], ms[f"{label}|int8"]
+                params, flops = counts[label]
+                lines.append(
+                    f"| {label} | {params:,} | {flops / 1e9:.2f} | {size} | {fp32_ms:.2f} | {int8_ms:.2f} | "
+                    f"{fp32_ms / int8_ms:.2f}x | {ms['baseline|fp32'] / fp32_ms:.2f}x / "
+                    f"{ms['baseline|int8'] / int8_ms:.2f}x | {ms['yolov8n']:.2f} |"
+                    if "yolov8n" in ms
+                    else f"| {label} | {params:,} | {flops / 1e9:.2f} | {size} | {fp32_ms:.2f} | {int8_ms:.2f} | "
+                    f"{fp32_ms / int8_ms:.2f}x | {ms['baseline|fp32'] / fp32_ms:.2f}x / "
+                    f"{ms['baseline|int8'] / int8_ms:.2f}x | - |"
+                )
+                print(lines[-1], flush=True)
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["accuracy", "latency"], choices=["accuracy", "latency"])
+    parser.add_argument("--models", nargs="+", default=["nano", "tiny"], choices=sorted(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5], help="FLOPs fractions kept")
+    parser.add_argument("--method", default="l2", help="detector prune --method")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="accuracy: skip the INT8 rows")
+    parser.add_argument("--train-images", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--sizes", nargs="+", type=int, default=[320, 640])
+    parser.add_argument("--no-yolov8n", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_rep", help="shared with rep.py, distill.py")
+    args = parser.parse_args()
+    data = make_shapes_set(args.out / "data", args.train_images, 100)
+    lines = []
+    if "accuracy" in args.parts:
+        lines += accuracy_tables(args, data)
+    if "latency" in args.parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines += latency_tables(args, data, Path(tmp))
+    print()
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
