@@ -1,16 +1,20 @@
 """Model compression on the generated shapes set: structured pruning after fine-tuning, and INT8.
 
     python bench/compress.py [--parts accuracy latency] [--models nano tiny] [--seeds 0 1 2]
-                             [--ratios 0.7 0.5] [--runs 100] [--out runs/bench_rep]
+                             [--prunings ...] [--distill] [--method l2] [--runs 100] [--out runs/bench_rep]
 
 * accuracy: the trained baselines of ``bench/rep.py`` (YOLOX-Nano, 12 epochs, one per seed) and
   ``bench/distill.py`` (YOLOX-Tiny, 36 epochs, seed 0) are pruned by ``detector prune --flops F``
-  for each F of ``--ratios`` (the FLOPs kept) and fine-tuned through ``detector train`` from the
-  pruned weights for a third of the baseline's epochs, one fine-tune per seed. Rows:
-  the baseline; the baseline itself fine-tuned the same way (the control: what the extra epochs
-  give without pruning); each pruned model, and for Nano the 50 % one distilled from its
-  unpruned baseline; ONNX INT8 (static QDQ PTQ, 100 calibration images) of the baseline and
-  the 50 % model. mAP50-95 / mAP50 on the shapes validation set, mean ± sample std over seeds.
+  (``PRUNINGS``: 70 % and 50 % of the FLOPs kept, per-layer and global ranking) and fine-tuned
+  through ``detector train`` from the pruned weights for a third of the baseline's epochs, one
+  fine-tune per seed. Rows: the baseline; the baseline itself fine-tuned the same way (the
+  control: what the extra epochs give without pruning); each pruned model, with ``--distill``
+  the last one distilled from its unpruned baseline too; ONNX INT8 (static QDQ PTQ, 100
+  calibration images) of the baseline and the last pruned model. mAP50-95 / mAP50 on the
+  shapes validation set, mean ± sample std over seeds.
+* int8: the SiLU Nano baselines and ReLU ones (``yolox_nano_relu_shapes``, 12 epochs per seed)
+  exported to ONNX fp32 and INT8 PTQ, each with and without cross-layer equalisation
+  (``--equalize`` / ``--equalize-silu``).
 * latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
@@ -58,25 +62,34 @@ MODELS = {
 }
 
 
-def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, flops: float | None,
+#: Pruned variants: label -> (FLOPs fraction kept, extra `detector prune` arguments).
+PRUNINGS = {
+    "pruned to 70% FLOPs": (0.7, []),
+    "pruned to 50% FLOPs": (0.5, []),
+    "pruned to 50% FLOPs, global ranking": (0.5, ["--global"]),
+}
+
+
+def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, pruning: str | None,
                distill: bool = False) -> Path:  # fmt: skip
-    """The fine-tuned run of the ``model`` baseline of ``seed`` pruned to ``flops`` of its FLOPs
+    """The fine-tuned run of the ``model`` baseline of ``seed`` pruned as ``PRUNINGS[pruning]``
     (None: the control, fine-tuned unpruned)."""
     pattern, epochs, overrides, _ = MODELS[model]
     baseline = train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0, args.out, data,
                          epochs, overrides)  # fmt: skip
     best = baseline / "weights" / "last.pt"
-    tag = f"{model}_{'control' if flops is None else f'p{round(flops * 100)}'}{'_kd' if distill else ''}_s{seed}"
-    if flops is None:
-        config, extra = CONFIG, [*overrides, f"train.init_weights={best}"]
+    if pruning is None:
+        tag, config, extra = f"{model}_control_s{seed}", CONFIG, [*overrides, f"train.init_weights={best}"]
     else:
-        pruned = args.out / "pruned" / f"{model}_p{round(flops * 100)}_s{seed}.pt"
+        flops, prune_args = PRUNINGS[pruning]
+        key = f"{model}_p{round(flops * 100)}{'g' if '--global' in prune_args else ''}_{args.method}_s{seed}"
+        pruned = args.out / "pruned" / f"{key}.pt"
         if not pruned.exists():
             detector_command("prune", CONFIG, "--ckpt", best, "--out", pruned, "--flops", flops, "--method",
-                             args.method, "--set", *overrides, *data_overrides(data))  # fmt: skip
-        config, extra = str(pruned.with_suffix(".yaml")), []
+                             args.method, *prune_args, "--set", *overrides, *data_overrides(data))  # fmt: skip
+        tag, config, extra = key, str(pruned.with_suffix(".yaml")), []
     if distill:
-        extra.append(f"distill.teacher.ckpt={best}")
+        tag, extra = f"{tag}_kd", [*extra, f"distill.teacher.ckpt={best}"]
     return train_run(config, tag, seed, args.out, data, max(epochs // 3, 1), extra)
 
 
@@ -96,18 +109,17 @@ def accuracy_tables(args: argparse.Namespace, data: Path) -> list[str]:
             baseline = train_run(CONFIG, pattern.format(seed=base_seed), base_seed, args.out, data, epochs, overrides)
             add("baseline", last_row(baseline))
             add(f"baseline + {epochs // 3} epochs (control)", last_row(pruned_run(args, data, model, seed, None)))
-            for flops in args.ratios:
-                add(f"pruned to {flops:.0%} FLOPs + {epochs // 3} epochs",
-                    last_row(pruned_run(args, data, model, seed, flops)))  # fmt: skip
-            if model == "nano" and 0.5 in args.ratios:
-                add(f"pruned to 50% FLOPs + {epochs // 3} epochs distilled from the baseline",
-                    last_row(pruned_run(args, data, model, seed, 0.5, distill=True)))  # fmt: skip
+            for pruning in args.prunings:
+                add(f"{pruning} + {epochs // 3} epochs", last_row(pruned_run(args, data, model, seed, pruning)))
+            if args.distill:
+                pruning = args.prunings[-1]
+                add(f"{pruning} + {epochs // 3} epochs distilled from the baseline",
+                    last_row(pruned_run(args, data, model, seed, pruning, distill=True)))  # fmt: skip
             if args.int8:
                 add("baseline, ONNX INT8 PTQ", onnx_metrics(baseline, CONFIG, data, args.out / "onnx", int8=True))
-                if 0.5 in args.ratios:
-                    run = pruned_run(args, data, model, seed, 0.5)
-                    add("pruned 50% fine-tuned, ONNX INT8 PTQ", onnx_metrics(run, CONFIG, data, args.out / "onnx",
-                                                                            int8=True))  # fmt: skip
+                run = pruned_run(args, data, model, seed, args.prunings[-1])
+                add(f"{args.prunings[-1]}, fine-tuned, ONNX INT8 PTQ",
+                    onnx_metrics(run, CONFIG, data, args.out / "onnx", int8=True))  # fmt: skip
             print(f"{model} seed {seed}: " + ", ".join(f"{k} {v['map'][-1]:.3f}" for k, v in rows.items()), flush=True)
         lines += [
             f"YOLOX-{model.capitalize()}: baseline {epochs} epochs ({baseline_seeds}), pruned with "
@@ -129,6 +141,55 @@ def accuracy_tables(args: argparse.Namespace, data: Path) -> list[str]:
     return lines
 
 
+#: INT8 variants of the Nano baselines: label -> (run name pattern, config, export arguments).
+INT8_MODELS = {
+    "SiLU (demo recipe)": ("conv_s{seed}", CONFIG, ["--equalize-silu"]),
+    "ReLU (yolox_nano_relu_shapes)": (
+        "relu_s{seed}",
+        str(REPO / "configs" / "yolox_nano_relu_shapes.yaml"),
+        ["--equalize"],
+    ),
+}
+
+
+def int8_tables(args: argparse.Namespace, data: Path) -> list[str]:
+    """ONNX fp32 / INT8 PTQ mAP of the SiLU and ReLU Nano baselines, with and without cross-layer
+    equalisation before export."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for seed in args.seeds:
+        for label, (pattern, config, cle) in INT8_MODELS.items():
+            run = train_run(config, pattern.format(seed=seed), seed, args.out, data, 12)
+            onnx_dir = args.out / "onnx"
+            variants = {
+                "fp32": onnx_metrics(run, config, data, onnx_dir, int8=False),
+                "fp32, CLE": onnx_metrics(run, config, data, onnx_dir, int8=False, export_args=cle, tag="_cle"),
+                "INT8 PTQ": onnx_metrics(run, config, data, onnx_dir, int8=True),
+                "CLE + INT8 PTQ": onnx_metrics(run, config, data, onnx_dir, int8=True, export_args=cle, tag="_cle"),
+            }
+            for variant, metrics in variants.items():
+                rows.setdefault(f"{label}, {variant}", {"map": [], "map50": []})
+                rows[f"{label}, {variant}"]["map"].append(float(metrics["mAP50_95"]))
+                rows[f"{label}, {variant}"]["map50"].append(float(metrics["mAP50"]))
+            print(f"seed {seed} {label}: " + ", ".join(f"{k} {v['mAP50_95']:.3f}" for k, v in variants.items()),
+                  flush=True)  # fmt: skip
+    lines = [
+        f"YOLOX-Nano, 12 epochs, seeds {', '.join(map(str, args.seeds))}: ONNX Runtime mAP, INT8 static QDQ PTQ on "
+        "100 calibration images; CLE = `detector export --equalize` (ReLU) / `--equalize-silu` (SiLU)",
+        "",
+        "| model | mAP50-95 | mAP50 |",
+        "|---|---:|---:|",
+        *(f"| {label} | {mean_spread(r['map'])} | {mean_spread(r['map50'])} |" for label, r in rows.items()),
+        "",
+    ]
+    for label in INT8_MODELS:
+        fp32 = rows[f"{label}, fp32"]["map"]
+        for variant in ("INT8 PTQ", "CLE + INT8 PTQ"):
+            drops = [f - q for f, q in zip(fp32, rows[f"{label}, {variant}"]["map"], strict=True)]
+            lines.append(f"- {label}, {variant}: mAP50-95 lost per seed {', '.join(f'{d:+.3f}' for d in drops)}; "
+                         f"mean {statistics.mean(drops):+.3f}")  # fmt: skip
+    return [*lines, ""]
+
+
 def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -141,8 +202,12 @@ def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]
         seed = args.seeds[0]
         variants = {"baseline": train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0,
                                           args.out, data, epochs, overrides) / "weights" / "last.pt"}  # fmt: skip
-        for flops in args.ratios:
-            variants[f"pruned {flops:.0%}"] = pruned_run(args, data, model, seed, flops) / "weights" / "last.pt"
+        for pruning in args.prunings:
+            variants[pruning] = pruned_run(args, data, model, seed, pruning) / "weights" / "last.pt"
+        if model == "nano":
+            pattern, config, _ = INT8_MODELS["ReLU (yolox_nano_relu_shapes)"]
+            relu = train_run(config, pattern.format(seed=seed), seed, args.out, data, 12)
+            variants["ReLU"] = relu / "weights" / "last.pt"
         lines += [f"YOLOX-{model.capitalize()} (seed {seed}), batch 1, {args.threads} threads, medians of {args.runs} "
                   "interleaved rounds", "",
                   "| model | params | GFLOPs 640 | input | ORT fp32 ms | ORT INT8 ms | INT8 speed-up "
@@ -155,7 +220,7 @@ def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]
             for label, ckpt in variants.items():
                 net, _, _ = load_detector(ckpt)
                 counts[label] = (count_parameters(net), count_flops(net.eval(), 640))
-                fp32 = export_onnx(net, tmp / f"{model}_{label.replace(' ', '_')}_{size}.onnx", imgsz=size)
+                fp32 = export_onnx(net, tmp / f"{model}_{len(calls)}_{size}.onnx", imgsz=size)
                 int8 = quantize_int8(fp32, fp32.with_name(fp32.stem + "_int8.onnx"), calibration)
                 for precision, path in (("fp32", fp32), ("int8", int8)):
                     calls[f"{label}|{precision}"] = lambda s=session(path), f=feed: s.run(None, f)  # noqa: B008
@@ -182,10 +247,12 @@ def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["accuracy", "latency"], choices=["accuracy", "latency"])
+    parser.add_argument("--parts", nargs="+", default=["accuracy", "int8", "latency"],
+                        choices=["accuracy", "int8", "latency"])  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["nano", "tiny"], choices=sorted(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5], help="FLOPs fractions kept")
+    parser.add_argument("--prunings", nargs="+", default=list(PRUNINGS), choices=list(PRUNINGS))
+    parser.add_argument("--distill", action="store_true", help="also the last pruning distilled from the baseline")
     parser.add_argument("--method", default="l2", help="detector prune --method")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="accuracy: skip the INT8 rows")
     parser.add_argument("--train-images", type=int, default=400)
@@ -199,6 +266,8 @@ def main() -> None:
     lines = []
     if "accuracy" in args.parts:
         lines += accuracy_tables(args, data)
+    if "int8" in args.parts:
+        lines += int8_tables(args, data)
     if "latency" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
             lines += latency_tables(args, data, Path(tmp))

@@ -71,14 +71,16 @@ def column_median(run: Path, key: str) -> float:
         return statistics.median(float(row[key]) for row in csv.DictReader(f) if row.get(key))
 
 
-def onnx_metrics(run: Path, config: str, data: Path, out: Path, int8: bool, calib: int = 100) -> dict[str, float]:
-    """mAP of the run's last weights exported to ONNX (and quantized to INT8 when ``int8``,
-    calibrated on ``calib`` training images), scored by ``detector eval --onnx``."""
+def onnx_metrics(run: Path, config: str, data: Path, out: Path, int8: bool, calib: int = 100,
+                 export_args: Sequence[str] = (), tag: str = "") -> dict[str, float]:  # fmt: skip
+    """mAP of the run's last weights exported to ONNX (with ``export_args``; ``tag`` names the
+    files) and quantized to INT8 when ``int8``, calibrated on ``calib`` training images, scored
+    by ``detector eval --onnx``."""
     out.mkdir(parents=True, exist_ok=True)
-    model = out / f"{run.name}.onnx"
-    detector_command("export", "--ckpt", run / "weights" / "last.pt", "--out", model)
+    model = out / f"{run.name}{tag}.onnx"
+    detector_command("export", "--ckpt", run / "weights" / "last.pt", "--out", model, *export_args)
     if int8:
-        quantized = out / f"{run.name}_int8.onnx"
+        quantized = out / f"{run.name}{tag}_int8.onnx"
         detector_command("quantize", model, config, "--out", quantized, "--n", calib, "--set", *data_overrides(data))
         model = quantized
     metrics = out / f"{model.stem}.json"

@@ -1,6 +1,6 @@
 """Prune a trained detector's channels: ``detector prune CONFIG --ckpt CKPT --out PRUNED.pt``.
 
-``(--ratio R | --flops F) [--method l2|bn|taylor] [--global] [--round-to 8] [--min-channels 8]``.
+``(--ratio R | --flops F) [--method l2|bn|taylor] [--global] [--round-to 16] [--min-channels 8]``.
 Removes whole output channels, coupled channels together (residual adds, concatenations,
 depthwise/pointwise pairs, the neck's lateral convs); the head's prediction convs keep their
 outputs. ``--ratio``: the fraction of each group's channels removed (of all channels with
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     amount.add_argument("--flops", type=float, help="keep about this fraction of the FLOPs, in (0, 1)")
     parser.add_argument("--method", default="l2", choices=sorted(PRUNING_CRITERIA), help="channel score (l2)")
     parser.add_argument("--global", dest="global_ratio", action="store_true", help="rank channels over all layers")
-    parser.add_argument("--round-to", type=int, default=8, help="kept channels rounded up to a multiple (8)")
+    parser.add_argument("--round-to", type=int, default=16, help="kept channels rounded up to a multiple (16)")
     parser.add_argument("--min-channels", type=int, default=8, help="fewest channels a layer keeps (8)")
     parser.add_argument("--batches", type=int, default=8, help="taylor: batches of data.train scored (8)")
     parser.add_argument("--imgsz", type=int, default=320, help="input size the FLOPs are counted at (320)")

@@ -1,8 +1,11 @@
 """INT8-quantize an exported ONNX detector: ``detector quantize MODEL.onnx CONFIG --out MODEL_int8.onnx``.
 
-``[--n 100] [--method minmax|entropy|percentile] [--set k=v ...]``. Calibrates on the first
-``--n`` images of the config's training set (``data.train``), letterboxed as the model expects,
-and writes a static INT8 model in QDQ format with ONNX Runtime's quantization tools.
+``[--n 100] [--method minmax|entropy|percentile] [--sensitivity] [--keep-float K] [--set k=v ...]``.
+Calibrates on the first ``--n`` images of the config's training set (``data.train``), letterboxed
+as the model expects, and writes a static INT8 model in QDQ format with ONNX Runtime's
+quantization tools. ``--sensitivity`` first quantises each conv alone and prints the SQNR of the
+head's raw outputs against the float model on the next ``--eval-images`` training images (most
+sensitive first); ``--keep-float K`` leaves the K most sensitive convs in float.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from detector.cli import run_tool
 from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
-from detector.export.quantize import quantize_int8
+from detector.export.quantize import LayerSensitivity, layer_sensitivity, quantize_int8
 from detector.registry import DATASETS
 
 
@@ -28,6 +31,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", required=True, help="INT8 ONNX file to write")
     parser.add_argument("--n", type=int, default=100, help="calibration images (default 100)")
     parser.add_argument("--method", default="minmax", help="calibration: minmax (default), entropy, percentile")
+    parser.add_argument("--sensitivity", action="store_true", help="print each conv's sensitivity to INT8")
+    parser.add_argument("--keep-float", type=int, default=0, metavar="K", help="keep the K most sensitive convs float")
+    parser.add_argument("--eval-images", type=int, default=8, help="images the sensitivity is scored on (8)")
     add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
@@ -42,9 +48,31 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             raise ConfigError(f"{args.config}: data.train: missing; the calibration images come from it")
         dataset = DATASETS.build(train_set, "data.train")
         count = min(args.n, len(dataset))
-        images = (dataset.load_sample(i)["image"] for i in range(count))
-        path = quantize_int8(args.model, args.out, images, method=args.method)
-        print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train)")
+        keep: list[str] = []
+        if args.sensitivity or args.keep_float:
+            if args.keep_float < 0:
+                raise ValueError(f"--keep-float: expected a count of layers, got {args.keep_float}")
+            calibration = [dataset.load_sample(i)["image"] for i in range(count)]
+            extra = range(count, min(count + args.eval_images, len(dataset)))
+            evaluation = [dataset.load_sample(i)["image"] for i in extra] or calibration[: args.eval_images]
+            report = layer_sensitivity(args.model, calibration, evaluation, args.method, progress=True)
+            keep = [r.node for r in report[: args.keep_float]]
+            print(format_sensitivity(report, args.keep_float))
+            images = iter(calibration)
+        else:
+            images = (dataset.load_sample(i)["image"] for i in range(count))
+        path = quantize_int8(args.model, args.out, images, method=args.method, keep_float=keep)
+        kept = f", {len(keep)} most sensitive convs in float" if keep else ""
+        print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train{kept})")
         return 0
 
     return run_tool(run, debug=args.debug)
+
+
+def format_sensitivity(report: list[LayerSensitivity], keep: int, show: int = 10) -> str:
+    """The most sensitive convs as a markdown table (those kept in float marked)."""
+    lines = ["| rank | conv (ONNX node) | head outputs SQNR dB |", "|---:|---|---:|"]
+    for rank, row in enumerate(report[: max(show, keep)], 1):
+        mark = " (kept float)" if rank <= keep else ""
+        lines.append(f"| {rank} | {row.node}{mark} | {row.sqnr_db:.1f} |")
+    return "\n".join([*lines, f"({len(report)} convs; each quantised alone)"])

@@ -6,7 +6,10 @@ The coupling comes from Torch-Pruning's dependency graph (``torch_pruning``, tra
 forward pass); which channels go and how many per group is decided here: a criterion scores each
 channel of a coupled group, a per-group (``ratio``) or global ratio picks how many go, and the
 kept count is rounded up to a multiple of ``round_to`` and kept at ``min_channels`` or more. The
-head's prediction convs keep their outputs (classes, boxes, objectness).
+head's prediction convs keep their outputs (classes, boxes, objectness). Rounding to 16 by
+default: ONNX Runtime's blocked convolution layout on AVX-512 CPUs works in 16-channel blocks,
+and widths between multiples are padded (measured: YOLOX-Nano at half its FLOPs ran 1.38x
+faster than unpruned rounded to 8, 1.54x rounded to 16).
 
 Criteria (``PRUNING_CRITERIA``): ``l2`` (the L2 norm of each channel's weights over the group),
 ``bn`` (|gamma| of the group's BatchNorms, network slimming) and ``taylor`` (data-driven:
@@ -118,7 +121,7 @@ def prune_channels(
     ratio: float,
     criterion: str = "l2",
     global_ratio: bool = False,
-    round_to: int = 8,
+    round_to: int = 16,
     min_channels: int = 8,
     imgsz: int = 320,
 ) -> PruneResult:
@@ -172,7 +175,7 @@ def ratio_for_flops(
     flops_fraction: float,
     criterion: str = "l2",
     global_ratio: bool = False,
-    round_to: int = 8,
+    round_to: int = 16,
     min_channels: int = 8,
     imgsz: int = 320,
     steps: int = 10,
