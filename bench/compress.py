@@ -19,6 +19,8 @@
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
 
+* profile: ONNX Runtime's per-operator times of YOLOX-Nano (SiLU and ReLU, fp32 and INT8) at 640.
+
 Never part of the test run; latency means something only on an otherwise idle machine.
 """
 
@@ -31,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -245,10 +248,66 @@ def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]
     return lines
 
 
+def profile_table(args: argparse.Namespace, tmp: Path, size: int = 640, runs: int = 30) -> list[str]:
+    """ONNX Runtime's per-operator time (its profiler, summed per operator type) of YOLOX-Nano with
+    SiLU and with ReLU, fp32 and INT8, at ``size``: where INT8 gains and where it loses."""
+    import collections
+    import json
+
+    from detector import build_model, load_config
+
+    rng = np.random.default_rng(0)
+    calibration = [render_image(size, size, rng, CLASS_NAMES, 8, 12, None)[0] for _ in range(16)]
+    feed = {"images": (np.random.default_rng(1).random((1, 3, size, size)) * 255).astype(np.float32)}
+    totals: dict[str, collections.Counter] = {}
+    paths: dict[str, Path] = {}
+    for act in ("silu", "relu"):
+        overrides = {f"model.{part}.act": act for part in ("backbone", "neck", "head")}
+        fp32 = export_onnx(build_model(load_config("_base_/models/yolox_nano", overrides=overrides)),
+                           tmp / f"profile_{act}.onnx", imgsz=size)  # fmt: skip
+        int8 = quantize_int8(fp32, tmp / f"profile_{act}_int8.onnx", calibration)
+        paths[f"{act} fp32"], paths[f"{act} INT8"] = fp32, int8
+        if act == "silu":  # the depthwise convs (and their activations) left in float
+            depthwise = [n.name for n in onnx.load(str(fp32)).graph.node if n.name.endswith("dconv/conv/Conv")]
+            paths["silu INT8, depthwise float"] = quantize_int8(fp32, tmp / "profile_silu_int8_dw.onnx", calibration,
+                                                                keep_float=depthwise)  # fmt: skip
+        for precision, path in (("fp32", fp32), ("INT8", int8)):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = args.threads
+            options.enable_profiling = True
+            options.profile_file_prefix = str(tmp / f"profile_{act}_{precision}")
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            for _ in range(runs):
+                session.run(None, feed)
+            events = json.loads(Path(session.end_profiling()).read_text())
+            per_op = collections.Counter()
+            for event in events:
+                if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                    per_op[event["args"]["op_name"]] += event["dur"] / runs / 1e3
+            totals[f"{act} {precision}"] = per_op
+    ops = sorted({op for c in totals.values() for op in c}, key=lambda op: -max(c[op] for c in totals.values()))
+    lines = [f"YOLOX-Nano at {size}, batch 1, {args.threads} threads: ONNX Runtime profiler, ms per run by operator "
+             f"(mean of {runs} runs; kernels only)", "",
+             "| operator | " + " | ".join(totals) + " |", "|---|" + "---:|" * len(totals)]  # fmt: skip
+    for op in ops[:12]:
+        lines.append(f"| {op} | " + " | ".join(f"{c[op]:.2f}" if c[op] else "-" for c in totals.values()) + " |")
+    lines.append("| total | " + " | ".join(f"{sum(c.values()):.2f}" for c in totals.values()) + " |")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    sessions = {label: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                for label, path in paths.items()}  # fmt: skip
+    calls = {label: (lambda s=session: s.run(None, feed)) for label, session in sessions.items()}
+    ms = interleaved_medians_ms(calls, args.runs)
+    lines += ["", f"Latency at {size} (medians of {args.runs} interleaved rounds): "
+              + "; ".join(f"{label} {value:.2f} ms ({ms['silu fp32'] / value:.2f}x SiLU fp32)"
+                          for label, value in ms.items())]  # fmt: skip
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["accuracy", "int8", "latency"],
-                        choices=["accuracy", "int8", "latency"])  # fmt: skip
+    parser.add_argument("--parts", nargs="+", default=["accuracy", "int8", "latency", "profile"],
+                        choices=["accuracy", "int8", "latency", "profile"])  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["nano", "tiny"], choices=sorted(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--prunings", nargs="+", default=list(PRUNINGS), choices=list(PRUNINGS))
@@ -268,9 +327,11 @@ def main() -> None:
         lines += accuracy_tables(args, data)
     if "int8" in args.parts:
         lines += int8_tables(args, data)
-    if "latency" in args.parts:
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        if "latency" in args.parts:
             lines += latency_tables(args, data, Path(tmp))
+        if "profile" in args.parts:
+            lines += profile_table(args, Path(tmp))
     print()
     print("\n".join(lines))
 
