@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return run_tool(run, args.debug)
 
 
-def _scoring_batches(cfg: dict, count: int):  # noqa: ANN202
+def _scoring_batches(cfg: dict, count: int) -> Iterator[dict]:
     """The first ``count`` batches of data.train, letterboxed without augmentation."""
     if count < 1:
         raise ValueError(f"--batches: expected at least 1, got {count}")

@@ -34,8 +34,9 @@ from torch import nn
 
 from detector.models.layers import Bottleneck, ConvBNAct, DepthwiseSeparableConv, bn_scale_shift
 
-#: Activations that commute with positive scaling (their ``make_activation`` names).
-HOMOGENEOUS = {nn.ReLU: "relu", nn.LeakyReLU: "lrelu", nn.Identity: "identity", nn.SiLU: "silu"}
+#: Activation modules by their ``make_activation`` names (``activations`` selects among them; only
+#: relu, lrelu and identity commute with positive scaling).
+ACTIVATION_NAMES = {nn.ReLU: "relu", nn.LeakyReLU: "lrelu", nn.Identity: "identity", nn.SiLU: "silu"}
 
 
 @dataclass
@@ -133,7 +134,7 @@ def cross_layer_equalize(
     pairs = []
     skipped = 0
     for _, first, second in equalization_pairs(model):
-        name = HOMOGENEOUS.get(type(first.act))
+        name = ACTIVATION_NAMES.get(type(first.act))
         if name in activations:
             pairs.append((first, second))
         else:
