@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from detector.config_sections import parse_config
-from detector.data.transforms import letterbox
+from detector.data.transforms import letterbox, to_hw
 from detector.errors import ConfigError
 from detector.models.detector import build_model
 from detector.models.yolox_weights import load_yolox_weights
@@ -131,7 +131,7 @@ class Predictor:
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        self.imgsz = to_hw(imgsz)
         self.class_names = list(class_names) if class_names is not None else None
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold

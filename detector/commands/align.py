@@ -23,7 +23,7 @@ from detector.cli import run_tool
 from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.data.synthetic import CLASS_NAMES, render_image
-from detector.data.transforms import letterbox
+from detector.data.transforms import letterbox, to_hw
 from detector.export.align import align, check_conventions, first_mismatch, format_alignment, is_quantized
 from detector.inference import images_to_tensor, load_detector
 
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX model")
         model, _, cfg = load_detector(args.ckpt, load_config(args.config, args.set) if args.config else None)
-        imgsz = parse_config(cfg).data.imgsz
-        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        h, w = to_hw(parse_config(cfg).data.imgsz)
         graph = onnx.load(str(path))
         metadata = {p.key: p.value for p in graph.metadata_props}
         dims = [d.dim_value or d.dim_param or None for d in graph.graph.input[0].type.tensor_type.shape.dim]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from detector.models.layers import Bottleneck, ConvBNAct, DepthwiseSeparableConv, bn_scale_shift
+from detector.models.layers import Bottleneck, ConvBNAct, DepthwiseSeparableConv, fuse_conv_bn_act
 
 #: Activation modules by their ``make_activation`` names (``activations`` selects among them; only
 #: relu, lrelu and identity commute with positive scaling).
@@ -83,25 +83,6 @@ def equalization_pairs(model: nn.Module) -> Iterator[tuple[str, ConvBNAct, ConvB
                     yield f"{name}.{i}", first, _first_conv(module[i + 1])
 
 
-def _fused_weights(block: ConvBNAct) -> tuple[torch.Tensor, torch.Tensor]:
-    """The block's conv weight and bias with its BatchNorm folded in (eval statistics)."""
-    weight = block.conv.weight
-    bias = block.conv.bias if block.conv.bias is not None else torch.zeros(weight.shape[0], dtype=weight.dtype)
-    if isinstance(block.bn, nn.modules.batchnorm._BatchNorm):
-        scale, shift = bn_scale_shift(block.bn)
-        return weight * scale[:, None, None, None], bias * scale + shift
-    return weight, bias
-
-
-def _set_conv(block: ConvBNAct, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    conv = nn.Conv2d(block.conv.in_channels, block.conv.out_channels, block.conv.kernel_size, block.conv.stride,
-                     block.conv.padding, groups=block.conv.groups, bias=True).to(weight)  # fmt: skip
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        conv.bias.copy_(bias)
-    block.conv, block.bn = conv, nn.Identity()
-
-
 def _output_ranges(weight: torch.Tensor) -> torch.Tensor:
     return weight.abs().flatten(1).amax(dim=1)
 
@@ -145,7 +126,7 @@ def cross_layer_equalize(
         if isinstance(first.bn, nn.modules.batchnorm._BatchNorm):
             stats[id(first)] = (first.bn.weight.detach().abs().clone(), first.bn.bias.detach().clone())
     for block in {id(b): b for pair in pairs for b in pair}.values():
-        _set_conv(block, *_fused_weights(block))
+        fuse_conv_bn_act(block)
     spreads_before, spreads_after = [], []
     for sweep in range(sweeps):
         largest_step = 0.0
@@ -166,12 +147,10 @@ def cross_layer_equalize(
             break
     absorbed = 0
     for first, second in pairs:
-        spreads_after.append(float(_output_ranges(first.conv.weight).max() /
-                                   _output_ranges(first.conv.weight).clamp_min(1e-12).min()))  # fmt: skip
-        relu = isinstance(first.act, nn.ReLU)
-        if not (absorb_bias and relu and id(first) in stats and second.conv.kernel_size == (1, 1)):
-            continue
-        if second.conv.groups != 1:
+        r1 = _output_ranges(first.conv.weight)
+        spreads_after.append(float(r1.max() / r1.clamp_min(1e-12).min()))
+        dense_1x1 = second.conv.kernel_size == (1, 1) and second.conv.groups == 1
+        if not (absorb_bias and isinstance(first.act, nn.ReLU) and id(first) in stats and dense_1x1):
             continue
         gamma, beta = stats[id(first)]
         shift = (beta - 3 * gamma).clamp_min(0)

@@ -29,6 +29,7 @@ import torch_pruning as tp
 from torch import nn
 
 from detector.models.summary import count_flops, count_parameters
+from detector.utils.modes import eval_mode
 
 #: Criterion name -> (Torch-Pruning importance factory, needs loss gradients).
 PRUNING_CRITERIA: dict[str, tuple[Callable[[], Any], bool]] = {
@@ -78,12 +79,8 @@ def dependency_graph(model: nn.Module, imgsz: int = 320) -> tp.DependencyGraph:
     forward of a zero image (no BatchNorm statistics change)."""
     param = next(model.parameters())
     example = torch.zeros(1, 3, imgsz, imgsz, device=param.device, dtype=param.dtype)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return tp.DependencyGraph().build_dependency(model, example, forward_fn=_features_forward, verbose=False)
-    finally:
-        model.train(was_training)
 
 
 def kept_count(total: int, ratio: float, round_to: int, min_channels: int) -> int:
@@ -100,17 +97,13 @@ def accumulate_loss_gradients(model: nn.Module, batches: Iterable[Mapping[str, A
     ``targets`` [M, 6]) into the parameters' ``.grad``, in eval mode (BatchNorm statistics are
     left as they are); returns the number of batches."""
     param = next(model.parameters())
-    was_training = model.training
-    model.eval()
     model.zero_grad(set_to_none=True)
     count = 0
-    try:
+    with eval_mode(model):
         for batch in batches:
             images = batch["images"].to(param.device).float()
             model(images, batch["targets"].to(param.device))["loss"].backward()
             count += 1
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("no batches to compute the taylor criterion from")
     return count

@@ -9,6 +9,7 @@ from torch import nn
 
 from detector.config import load_config
 from detector.errors import CheckpointError, ConfigError
+from detector.utils.modes import eval_mode
 
 
 def load_teacher(ckpt: str, config: str | None = None, path: str = "distill.teacher") -> nn.Module:
@@ -54,11 +55,6 @@ def neck_channels(model: nn.Module) -> list[int]:
     """The channels of the neck's output maps, measured by a forward pass of a small zero image
     (a pruned model's maps are narrower than its architecture's nominal ``out_channels``)."""
     param = next(model.parameters())
-    was_training = model.training
-    model.eval()  # no BatchNorm statistics updated by the probe
-    try:
-        with torch.no_grad():
-            maps = model.features(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():  # no BatchNorm statistics updated by the probe
+        maps = model.features(torch.zeros(1, 3, 64, 64, device=param.device, dtype=param.dtype))
     return [int(m.shape[1]) for m in maps]

@@ -134,15 +134,19 @@ def pytorch_module_outputs(
     return recorded
 
 
+def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    """Signal-to-quantisation-noise ratio in dB (``reference`` as the signal)."""
+    reference, value = reference.astype(np.float64), value.astype(np.float64)
+    noise = float(((value - reference) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * np.log10(max(float((reference**2).sum()), 1e-30) / noise)
+
+
 def compare(reference: np.ndarray, value: np.ndarray) -> tuple[float, float, float]:
     """``(max |difference|, that over max |reference|, SQNR dB)``."""
-    reference, value = reference.astype(np.float64), value.astype(np.float64)
-    diff = value - reference
-    max_abs = float(np.abs(diff).max()) if diff.size else 0.0
+    diff = np.abs(value.astype(np.float64) - reference.astype(np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
     scale = float(np.abs(reference).max()) if reference.size else 0.0
-    noise = float((diff**2).sum())
-    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float((reference**2).sum()), 1e-30) / noise)
-    return max_abs, max_abs / max(scale, 1e-12), sqnr
+    return max_abs, max_abs / max(scale, 1e-12), sqnr_db(reference, value)
 
 
 def align(

@@ -22,6 +22,7 @@ import onnx
 import torch
 from torch import nn
 
+from detector.data.transforms import to_hw
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.utils.fileio import atomic_write
 
@@ -105,7 +106,7 @@ def export_onnx(
     ``onnx.checker``. ``imgsz``: int or (h, w), multiples of 32. The metadata holds the
     preprocessing (``PREPROCESS``), ``imgsz``, ``class_names`` (JSON), ``outputs`` and, with
     ``nms``, the thresholds. Written atomically; returns ``path``."""
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    h, w = to_hw(imgsz)
     if h % 32 or w % 32:
         raise ValueError(f"--imgsz: {h}x{w} (h x w); expected multiples of 32")
     if opset < 11:

@@ -20,6 +20,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from detector.data.transforms import letterbox
+from detector.export.align import sqnr_db, with_intermediate_outputs
 from detector.export.onnx import read_metadata
 from detector.utils.fileio import atomic_write
 
@@ -134,13 +135,6 @@ class LayerSensitivity:
     sqnr_db: float
 
 
-def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
-    """Signal-to-quantisation-noise ratio in dB (``reference`` as the signal)."""
-    reference, value = reference.astype(np.float64), value.astype(np.float64)
-    noise = float(((value - reference) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * np.log10(max(float((reference**2).sum()), 1e-30) / noise)
-
-
 def prediction_outputs(graph: onnx.ModelProto) -> list[str]:
     """The tensors the decode tail starts from: outputs of nodes outside it read by nodes in it."""
     tail = set(decode_tail(graph))
@@ -160,8 +154,6 @@ def layer_sensitivity(
     images against the float model's. Most sensitive (lowest SQNR) first."""
     import onnxruntime as ort
     from tqdm import tqdm
-
-    from detector.export.align import with_intermediate_outputs
 
     metadata = read_metadata(model_path)
     imgsz = [int(v) for v in metadata["imgsz"].split(",")]

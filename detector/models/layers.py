@@ -294,14 +294,23 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+def fuse_conv_bn_act(block: ConvBNAct) -> bool:
+    """Fold the block's BatchNorm into its conv (a biased conv; the BatchNorm becomes Identity),
+    in place, eval statistics. Returns False when already folded."""
+    # _BatchNorm: also the SyncBatchNorm of a distributed run's model.
+    if not isinstance(block.bn, nn.modules.batchnorm._BatchNorm):
+        return False
+    block.conv = fuse_conv_bn(block.conv, block.bn)
+    block.bn = nn.Identity()
+    return True
+
+
 def fuse_model(model: nn.Module) -> nn.Module:
     """Fold every ConvBNAct's BatchNorm into its conv and every Focus's space-to-depth into its
     conv (``Focus.fold_space_to_depth``), in place, for inference; returns ``model``."""
     for module in model.modules():
-        # _BatchNorm: also the SyncBatchNorm of a distributed run's model.
-        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.modules.batchnorm._BatchNorm):
-            module.conv = fuse_conv_bn(module.conv, module.bn)
-            module.bn = nn.Identity()
+        if isinstance(module, ConvBNAct):
+            fuse_conv_bn_act(module)
     for module in model.modules():
         if isinstance(module, Focus):
             module.fold_space_to_depth()

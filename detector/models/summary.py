@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from detector.utils.modes import eval_mode
+
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not; buffers such as BN statistics excluded)."""
@@ -23,11 +25,6 @@ def count_flops(model: nn.Module, imgsz: int | Sequence[int] = 640, batch: int =
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
     param = next(model.parameters())
     x = torch.zeros(batch, 3, h, w, device=param.device, dtype=param.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
     return counter.get_total_flops()

@@ -38,7 +38,13 @@ def load_yolox_weights(
     bare state dict) or a state dict. Files are read with ``weights_only=True``.
     """
     state = source if isinstance(source, Mapping) else torch.load(source, map_location="cpu", weights_only=True)
-    if "model" in state and isinstance(state["model"], Mapping):
-        state = state["model"]
-    model.load_state_dict(convert_yolox_state_dict(state), strict=strict)
+    model.load_state_dict(yolox_state_dict(state), strict=strict)
     return model
+
+
+def yolox_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official YOLOX checkpoint (a dict with a ``model`` entry) or bare state dict, renamed to
+    this package's layout (``convert_yolox_state_dict``)."""
+    if "model" in checkpoint and isinstance(checkpoint["model"], Mapping):
+        checkpoint = checkpoint["model"]
+    return convert_yolox_state_dict(checkpoint)

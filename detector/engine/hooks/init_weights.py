@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from detector.engine.hooks import Hook
 from detector.errors import ConfigError
-from detector.models.yolox_weights import convert_yolox_state_dict
+from detector.models.yolox_weights import yolox_state_dict
 from detector.utils.checkpoint import load_checkpoint
 
 #: Tensors that may differ in shape from the checkpoint's and are then left as initialised:
@@ -24,9 +23,8 @@ def initial_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     ckpt = load_checkpoint(path)
     if "config" in ckpt:
         return dict(ckpt["model"])
-    state = ckpt["model"] if isinstance(ckpt.get("model"), Mapping) else ckpt
     try:
-        return convert_yolox_state_dict(state)
+        return yolox_state_dict(ckpt)
     except KeyError as exc:
         raise ConfigError(
             f"train.init_weights: {path}: neither a checkpoint of this package nor YOLOX's ({exc})"
