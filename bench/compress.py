@@ -1,6 +1,6 @@
 """Model compression on the generated shapes set: structured pruning after fine-tuning, and INT8.
 
-    python bench/compress.py [--parts accuracy latency] [--models nano tiny] [--seeds 0 1 2]
+    python bench/compress.py [--parts accuracy int8 qat latency profile] [--models nano tiny] [--seeds 0 1 2]
                              [--prunings ...] [--distill] [--method l2] [--runs 100] [--out runs/bench_rep]
 
 * accuracy: the trained baselines of ``bench/rep.py`` (YOLOX-Nano, 12 epochs, one per seed) and
@@ -15,6 +15,8 @@
 * int8: the SiLU Nano baselines and ReLU ones (``yolox_nano_relu_shapes``, 12 epochs per seed)
   exported to ONNX fp32 and INT8 PTQ, each with and without cross-layer equalisation
   (``--equalize`` / ``--equalize-silu``).
+* qat: INT8 by PTQ and by quantisation-aware fine-tuning (``qat.enabled``) at equal calibration
+  data, for the SiLU Nano baselines and their pruned versions, and the latency of each.
 * latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
@@ -193,6 +195,93 @@ def int8_tables(args: argparse.Namespace, data: Path) -> list[str]:
     return [*lines, ""]
 
 
+#: Quantisation-aware fine-tuning: extra `--set` entries of its runs (see qat_tables).
+QAT_SETTINGS = ["qat.enabled=true"]
+
+
+def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
+    """INT8 by PTQ and by QAT at equal calibration data (the first 100 training images) for the
+    SiLU Nano baselines (12 epochs) and their pruned (50 % FLOPs, global) versions. QAT
+    fine-tunes for a third of the baseline's epochs, so the fair PTQ comparison is PTQ of the
+    control fine-tuned as long in float; the pruned model's QAT is its fine-tune. Then ONNX
+    Runtime latency of fp32, PTQ and QAT at 640 in turns (QAT exports the same QDQ graph)."""
+    pattern, epochs, overrides, _ = MODELS["nano"]
+    extra_epochs = max(epochs // 3, 1)
+    pruning = "pruned to 50% FLOPs, global ranking"
+    flops, prune_args = PRUNINGS[pruning]
+    rows: dict[str, dict[str, list[float]]] = {}
+    onnx_dir = args.out / "onnx"
+
+    def add(label: str, metrics: dict[str, float]) -> None:
+        row = rows.setdefault(label, {"map": [], "map50": []})
+        row["map"].append(float(metrics["mAP50_95"]))
+        row["map50"].append(float(metrics["mAP50"]))
+
+    runs = {}
+    for seed in args.seeds:
+        baseline = train_run(CONFIG, pattern.format(seed=seed), seed, args.out, data, epochs, overrides)
+        control = pruned_run(args, data, "nano", seed, None)
+        qat = train_run(CONFIG, f"nano_qat_s{seed}", seed, args.out, data, extra_epochs,
+                        [*QAT_SETTINGS, f"train.init_weights={baseline / 'weights' / 'last.pt'}"])  # fmt: skip
+        pruned_ft = pruned_run(args, data, "nano", seed, pruning)
+        key = f"nano_p{round(flops * 100)}{'g' if '--global' in prune_args else ''}_{args.method}_s{seed}"
+        pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat", seed, args.out, data,
+                               extra_epochs, QAT_SETTINGS)  # fmt: skip
+        add("baseline, fp32", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=False))
+        add("baseline, PTQ", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=True))
+        add(
+            f"baseline + {extra_epochs} epochs fp32 (control), fp32",
+            onnx_metrics(control, CONFIG, data, onnx_dir, int8=False),
+        )
+        add(
+            f"baseline + {extra_epochs} epochs fp32 (control), PTQ",
+            onnx_metrics(control, CONFIG, data, onnx_dir, int8=True),
+        )
+        add(f"baseline + {extra_epochs} epochs QAT", onnx_metrics(qat, CONFIG, data, onnx_dir, int8=False))
+        add(
+            f"{pruning}, + {extra_epochs} epochs fp32, fp32",
+            onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=False),
+        )
+        add(f"{pruning}, + {extra_epochs} epochs fp32, PTQ", onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=True))
+        add(f"{pruning}, + {extra_epochs} epochs QAT", onnx_metrics(pruned_qat, CONFIG, data, onnx_dir, int8=False))
+        runs[seed] = (baseline, qat, pruned_qat)
+        print(f"qat seed {seed}: " + ", ".join(f"{k} {v['map'][-1]:.3f}" for k, v in rows.items()), flush=True)
+    lines = [
+        f"YOLOX-Nano (SiLU), baseline {epochs} epochs, seeds {', '.join(map(str, args.seeds))}: ONNX Runtime mAP; "
+        "PTQ and QAT both calibrated on the first 100 training images; mean ± sample std (min-max)",
+        "",
+        "| model | mAP50-95 | mAP50 |",
+        "|---|---:|---:|",
+        *(f"| {label} | {mean_spread(r['map'])} | {mean_spread(r['map50'])} |" for label, r in rows.items()),
+        "",
+    ]
+    fp32 = rows[f"baseline + {extra_epochs} epochs fp32 (control), fp32"]["map"]
+    for label in (f"baseline + {extra_epochs} epochs fp32 (control), PTQ", f"baseline + {extra_epochs} epochs QAT"):
+        drops = [f - q for f, q in zip(fp32, rows[label]["map"], strict=True)]
+        lines.append(f"- {label}: mAP50-95 below the control's fp32 per seed {', '.join(f'{d:+.3f}' for d in drops)}; "
+                     f"mean {statistics.mean(drops):+.3f}")  # fmt: skip
+    # Latency: the same graph, so the same kernels; measured all the same.
+    baseline, qat, pruned_qat = runs[args.seeds[0]]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    rng = np.random.default_rng(0)
+    size = max(args.sizes)
+    calibration = [render_image(size, size, rng, CLASS_NAMES, 8, 12, None)[0] for _ in range(16)]
+    fp32_path = export_onnx(load_detector(baseline / "weights" / "last.pt")[0], tmp / "qat_fp32.onnx", imgsz=size)
+    paths = {"fp32": fp32_path, "PTQ": quantize_int8(fp32_path, tmp / "qat_ptq.onnx", calibration),
+             "QAT": export_onnx(load_detector(qat / "weights" / "last.pt")[0], tmp / "qat_qat.onnx", imgsz=size),
+             "pruned + QAT": export_onnx(load_detector(pruned_qat / "weights" / "last.pt")[0], tmp / "qat_pqat.onnx",
+                                         imgsz=size)}  # fmt: skip
+    feed = {"images": (np.random.default_rng(1).random((1, 3, size, size)) * 255).astype(np.float32)}
+    sessions = {label: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                for label, path in paths.items()}  # fmt: skip
+    ms = interleaved_medians_ms({label: (lambda s=s: s.run(None, feed)) for label, s in sessions.items()}, args.runs)
+    timing = "; ".join(f"{label} {value:.2f} ms ({ms['fp32'] / value:.2f}x fp32)" for label, value in ms.items())
+    rounds = f"medians of {args.runs} interleaved rounds"
+    lines += ["", f"Latency at {size}, batch 1, {args.threads} threads, {rounds}: {timing}"]
+    return [*lines, ""]
+
+
 def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -306,8 +395,8 @@ def profile_table(args: argparse.Namespace, tmp: Path, size: int = 640, runs: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["accuracy", "int8", "latency", "profile"],
-                        choices=["accuracy", "int8", "latency", "profile"])  # fmt: skip
+    parser.add_argument("--parts", nargs="+", default=["accuracy", "int8", "qat", "latency", "profile"],
+                        choices=["accuracy", "int8", "qat", "latency", "profile"])  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["nano", "tiny"], choices=sorted(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--prunings", nargs="+", default=list(PRUNINGS), choices=list(PRUNINGS))
@@ -328,6 +417,8 @@ def main() -> None:
     if "int8" in args.parts:
         lines += int8_tables(args, data)
     with tempfile.TemporaryDirectory() as tmp:
+        if "qat" in args.parts:
+            lines += qat_tables(args, data, Path(tmp))
         if "latency" in args.parts:
             lines += latency_tables(args, data, Path(tmp))
         if "profile" in args.parts:

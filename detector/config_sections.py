@@ -196,6 +196,26 @@ class DistillConfig:
 
 
 @dataclasses.dataclass
+class QatConfig:
+    """``qat``: quantisation-aware training, fake-quantised INT8 fine-tuning (see ``detector.compress.qat``)."""
+
+    enabled: bool = setting(
+        False, "fine-tune with INT8 fake quantisation; the run's checkpoints then export as INT8 QDQ ONNX"
+    )
+    calibration_images: int = setting(
+        100, "first images of data.train the activation ranges are calibrated on (as `detector quantize --n`)"
+    )
+    range_momentum: float = setting(
+        0.01, "how fast the activation ranges follow the training batches (0: fixed at their calibration)"
+    )
+
+    def check(self, path: str) -> None:
+        check_positive(path, calibration_images=self.calibration_images)
+        if not 0.0 <= self.range_momentum <= 1.0:
+            raise ConfigError(f"{path}.range_momentum: {self.range_momentum!r}; expected a number in [0, 1]")
+
+
+@dataclasses.dataclass
 class RunConfig:
     """A whole config: the model and the sections above."""
 
@@ -207,6 +227,7 @@ class RunConfig:
     eval: EvalConfig = setting(EvalConfig(), "COCO evaluation's detector settings")
     track: TrackConfig = setting(TrackConfig(), "tracking")
     distill: DistillConfig = setting(DistillConfig(), "knowledge distillation from a teacher")
+    qat: QatConfig = setting(QatConfig(), "quantisation-aware training")
 
 
 #: The top-level sections a config may have.

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.compress.qat import prepare_qat
 from detector.config_sections import parse_config
 from detector.data.transforms import letterbox, to_hw
 from detector.errors import ConfigError
@@ -94,8 +95,9 @@ def load_detector(
     """``(model, checkpoint, config)`` from a checkpoint of this package's trainer (its own config
     and weights, the EMA's when the run kept one; ``cfg`` replaces the config when given) or from
     an official YOLOX checkpoint (``{"model": state_dict}``), which needs ``cfg`` for the
-    architecture. A pruned checkpoint's ``model.channel_layout`` applies to ``cfg`` too. The model
-    is unfused, in training mode, on the CPU."""
+    architecture. A pruned checkpoint's ``model.channel_layout`` applies to ``cfg`` too, and so does
+    a quantisation-aware run's ``qat`` (the model is then fused and fake-quantised, see
+    ``detector.compress.qat``). Otherwise the model is unfused. In training mode, on the CPU."""
     ckpt = load_checkpoint(path)
     if "config" in ckpt:
         cfg = cfg or ckpt["config"]
@@ -103,7 +105,12 @@ def load_detector(
         if layout and not cfg.get("model", {}).get("channel_layout"):
             # The layout belongs to the weights (a pruned checkpoint), whatever config is given.
             cfg = {**cfg, "model": {**cfg["model"], "channel_layout": layout}}
+        qat = ckpt["config"].get("qat")
+        if qat and qat.get("enabled") and not cfg.get("qat", {}).get("enabled"):
+            cfg = {**cfg, "qat": qat}  # the fake-quantised layout belongs to the weights too
         model = build_model(cfg)
+        if parse_config(cfg).qat.enabled:
+            model = prepare_qat(model, parse_config(cfg).qat.range_momentum)
         model.load_state_dict(ckpt["model"])
     elif cfg is not None:
         model = load_yolox_weights(build_model(cfg), ckpt)

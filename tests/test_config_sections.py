@@ -58,7 +58,7 @@ def test_every_key_has_a_one_line_description():
         assert kind, path
     # Every section the code reads is declared: dataclass sections with their own keys.
     assert {f.name for f in dataclasses.fields(RunConfig)} == {
-        "model", "data", "train", "optimizer", "scheduler", "eval", "track", "distill",
+        "model", "data", "train", "optimizer", "scheduler", "eval", "track", "distill", "qat",
     }  # fmt: skip
 
 

@@ -7,6 +7,9 @@ it is ``images -> boxes [B, K, 4] (x1, y1, x2, y2 input pixels), scores [B, K], 
 num_dets [B]``: the ``K = max_det`` best kept boxes per image, padded with zeros (labels -1)
 after ``num_dets``. Scores are objectness x best class probability, one label per box, as in
 ``detector.inference.postprocess``.
+
+A quantisation-aware model (``detector.compress.qat``) exports as an INT8 QDQ graph, stored as
+post-training quantisation stores one (``detector.export.qdq``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from detector.data.transforms import to_hw
+from detector.export.qdq import fold_qdq_constants
 from detector.ops.boxes import cxcywh_to_xyxy
 from detector.utils.fileio import atomic_write
 
@@ -132,6 +136,10 @@ def export_onnx(
     try:
         proto = onnx.load(str(tmp))
         metadata = dict(PREPROCESS)
+        if any(node.op_type == "QuantizeLinear" for node in proto.graph.node):
+            # A fake-quantised (QAT) model: stored as PTQ stores its INT8 graph.
+            proto = fold_qdq_constants(proto)
+            metadata["quantization"] = "int8 QDQ from quantisation-aware training, per-channel weights"
         metadata.update(
             imgsz=f"{h},{w}",
             outputs=",".join(outputs),

@@ -8,33 +8,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from spread_models import spread_model as act_model
 from torch import nn
 
-from detector import build_model, load_config
 from detector.commands import export as export_command
 from detector.compress.equalize import _input_ranges, _output_ranges, cross_layer_equalize, equalization_pairs
 from detector.models.layers import DepthwiseSeparableConv
 from detector.utils.checkpoint import save_checkpoint
-
-
-def act_model(act, depthwise=True, seed=0):
-    """A Nano-sized detector with activation ``act`` whose channels have very different ranges
-    (log-normal per-channel weight scales) and BatchNorms with spread statistics."""
-    overrides = {f"model.{part}.act": act for part in ("backbone", "neck", "head")}
-    if not depthwise:
-        overrides.update({f"model.{part}.depthwise": False for part in ("backbone", "neck", "head")})
-    cfg = load_config("yolox_nano_shapes", overrides=overrides)
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.1, 2)
-            m.bias.data.uniform_(-1, 2)
-        if isinstance(m, nn.Conv2d):
-            m.weight.data *= torch.exp(torch.randn(m.weight.shape[0], 1, 1, 1))
-    return cfg, model.eval()
 
 
 def raw(model, x):

@@ -64,13 +64,18 @@ BUILTIN_HOOKS = (NoAugHook, EMAHook, EvaluationHook, MemoryHook, CheckpointHook,
 
 def build_hooks(settings: RunConfig) -> list[Hook]:
     """The initial-weights hook when ``train.init_weights`` is set, the built-in hooks, the
-    distillation hook when ``distill.teacher`` is set, then those of ``train.hooks``."""
+    quantisation-aware training hook when ``qat.enabled``, the distillation hook when
+    ``distill.teacher`` is set, then those of ``train.hooks``."""
     hooks: list[Hook] = [cls() for cls in BUILTIN_HOOKS]
     if settings.train.init_weights:
         from detector.engine.hooks.init_weights import InitialWeightsHook
 
         # First, so that every other hook's prepare_model sees the loaded weights.
         hooks.insert(0, InitialWeightsHook(settings.train.init_weights))
+    if settings.qat.enabled:
+        from detector.engine.hooks.qat import QuantizationAwareTrainingHook
+
+        hooks.append(QuantizationAwareTrainingHook(settings.qat.calibration_images, settings.qat.range_momentum))
     if settings.distill.teacher is not None:
         from detector.distill import DistillationHook
 
