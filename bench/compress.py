@@ -75,6 +75,12 @@ PRUNINGS = {
 }
 
 
+def pruned_key(args: argparse.Namespace, model: str, seed: int, pruning: str) -> str:
+    """The file and run name of the ``model`` baseline of ``seed`` pruned as ``PRUNINGS[pruning]``."""
+    flops, prune_args = PRUNINGS[pruning]
+    return f"{model}_p{round(flops * 100)}{'g' if '--global' in prune_args else ''}_{args.method}_s{seed}"
+
+
 def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, pruning: str | None,
                distill: bool = False) -> Path:  # fmt: skip
     """The fine-tuned run of the ``model`` baseline of ``seed`` pruned as ``PRUNINGS[pruning]``
@@ -87,7 +93,7 @@ def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, prun
         tag, config, extra = f"{model}_control_s{seed}", CONFIG, [*overrides, f"train.init_weights={best}"]
     else:
         flops, prune_args = PRUNINGS[pruning]
-        key = f"{model}_p{round(flops * 100)}{'g' if '--global' in prune_args else ''}_{args.method}_s{seed}"
+        key = pruned_key(args, model, seed, pruning)
         pruned = args.out / "pruned" / f"{key}.pt"
         if not pruned.exists():
             detector_command("prune", CONFIG, "--ckpt", best, "--out", pruned, "--flops", flops, "--method",
@@ -208,7 +214,6 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
     pattern, epochs, overrides, _ = MODELS["nano"]
     extra_epochs = max(epochs // 3, 1)
     pruning = "pruned to 50% FLOPs, global ranking"
-    flops, prune_args = PRUNINGS[pruning]
     rows: dict[str, dict[str, list[float]]] = {}
     onnx_dir = args.out / "onnx"
 
@@ -224,7 +229,7 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
         qat = train_run(CONFIG, f"nano_qat_s{seed}", seed, args.out, data, extra_epochs,
                         [*QAT_SETTINGS, f"train.init_weights={baseline / 'weights' / 'last.pt'}"])  # fmt: skip
         pruned_ft = pruned_run(args, data, "nano", seed, pruning)
-        key = f"nano_p{round(flops * 100)}{'g' if '--global' in prune_args else ''}_{args.method}_s{seed}"
+        key = pruned_key(args, "nano", seed, pruning)
         pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat", seed, args.out, data,
                                extra_epochs, QAT_SETTINGS)  # fmt: skip
         add("baseline, fp32", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=False))

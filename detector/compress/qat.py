@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from detector.models.backbones.darknet import ResidualBlock
-from detector.models.layers import Bottleneck, ConvBNAct, Focus, bn_scale_shift
-from detector.models.rep import fold_rep_convs
+from detector.models.layers import Bottleneck, ConvBNAct, bn_scale_shift
 
 #: uint8 activations, int8 weights restricted to +-127 (symmetric around an exact zero).
 ACT_QMIN, ACT_QMAX = 0, 255
@@ -65,15 +64,14 @@ class ActivationQuantizer(nn.Module):
     def observe(self, x: torch.Tensor) -> None:
         """Calibrating: widen the range to ``x``'s; training: move it toward ``x``'s by ``momentum``."""
         low, high = torch.aminmax(x.detach().float())
-        if self.calibrating or not bool(self.observed):
-            if bool(self.observed):
-                low, high = torch.minimum(low, self.min_val), torch.maximum(high, self.max_val)
-            self.min_val.copy_(low)
-            self.max_val.copy_(high)
-            self.observed.fill_(True)
+        if self.calibrating:
+            seen_low, seen_high = torch.minimum(low, self.min_val), torch.maximum(high, self.max_val)
         else:
-            self.min_val.lerp_(low, self.momentum)
-            self.max_val.lerp_(high, self.momentum)
+            seen_low, seen_high = self.min_val.lerp(low, self.momentum), self.max_val.lerp(high, self.momentum)
+        # torch.where, not an `if` on the flag: no device sync in every quantiser's forward.
+        self.min_val.copy_(torch.where(self.observed, seen_low, low))
+        self.max_val.copy_(torch.where(self.observed, seen_high, high))
+        self.observed.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:
@@ -264,20 +262,14 @@ def quantized_activation(act: nn.Module, momentum: float) -> nn.Module:
 
 def prepare_qat(model: nn.Module, momentum: float = 0.01) -> nn.Module:
     """Add the fake quantisers described in the module docstring to ``model`` (a ``Detector``),
-    in place; returns it. Re-parameterised blocks and the Focus stem are folded and the head's
-    box/objectness convs merged first (as the export does); BatchNorms stay, folded on the fly
+    in place; returns it. ``model.fuse(batchnorm=False)`` first (re-parameterised blocks and the
+    Focus stem folded, box/objectness convs merged, as the export does); BatchNorms stay, folded on the fly
     (:class:`QuantConvBNAct`). Its state dict gains the quantisers' ranges and keeps every weight's name
     (the stem's and the head's merged convs as after ``Detector.fuse``), so a checkpoint loads
     into ``prepare_qat(build_model(cfg))``."""
     if is_quantization_aware(model):
         return model
-    fold_rep_convs(model)
-    for module in model.modules():
-        if isinstance(module, Focus):
-            module.fold_space_to_depth()
-    merge = getattr(getattr(model, "head", None), "merge_box_obj_preds", None)
-    if merge is not None:
-        merge()
+    model.fuse(batchnorm=False)
     model.register_forward_pre_hook(_start_pass)
     for name, module in list(model.named_modules()):
         if isinstance(module, ConvBNAct):

@@ -72,13 +72,14 @@ class Detector(nn.Module):
             return level_outputs
         return self.head.predict(level_outputs, decode=decode)
 
-    def fuse(self) -> Detector:
+    def fuse(self, batchnorm: bool = True) -> Detector:
         """Prepare for inference, in place: re-parameterised blocks folded into single 3x3 convs,
-        BatchNorm folded into the preceding convs, Focus's space-to-depth into the stem conv, and
-        the head's sibling 1x1 convs merged (``merge_box_obj_preds``); returns self. The fused
-        model computes the same outputs (up to float rounding) and is for inference only."""
+        BatchNorm folded into the preceding convs (unless not ``batchnorm``: quantisation-aware
+        training folds it on the fly), Focus's space-to-depth into the stem conv, and the head's
+        sibling 1x1 convs merged (``merge_box_obj_preds``); returns self. The fused model computes
+        the same outputs (up to float rounding) and is for inference only."""
         fold_rep_convs(self)
-        fuse_model(self)
+        fuse_model(self, batchnorm)
         merge = getattr(self.head, "merge_box_obj_preds", None)
         if merge is not None:
             merge()

@@ -305,11 +305,12 @@ def fuse_conv_bn_act(block: ConvBNAct) -> bool:
     return True
 
 
-def fuse_model(model: nn.Module) -> nn.Module:
-    """Fold every ConvBNAct's BatchNorm into its conv and every Focus's space-to-depth into its
-    conv (``Focus.fold_space_to_depth``), in place, for inference; returns ``model``."""
+def fuse_model(model: nn.Module, batchnorm: bool = True) -> nn.Module:
+    """Fold every ConvBNAct's BatchNorm into its conv (unless not ``batchnorm``) and every Focus's
+    space-to-depth into its conv (``Focus.fold_space_to_depth``), in place, for inference;
+    returns ``model``."""
     for module in model.modules():
-        if isinstance(module, ConvBNAct):
+        if batchnorm and isinstance(module, ConvBNAct):
             fuse_conv_bn_act(module)
     for module in model.modules():
         if isinstance(module, Focus):

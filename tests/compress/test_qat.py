@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from spread_models import spread_model
+from tool_runs import write_shapes_config
 
 from detector import load_config
 from detector.commands import export as export_command
@@ -25,7 +26,7 @@ from detector.compress.qat import (
     prepare_qat,
 )
 from detector.config_sections import parse_config
-from detector.data.synthetic import CLASS_NAMES, coco_split_configs, generate_synthetic_coco, render_image
+from detector.data.synthetic import CLASS_NAMES, render_image
 from detector.data.transforms import letterbox
 from detector.engine.trainer import Trainer
 from detector.errors import ConfigError
@@ -223,11 +224,10 @@ def test_config_errors():
 def test_qat_fine_tune_export_and_reload(tmp_path, capsys):
     """qat.enabled through the trainer from a checkpoint; the run's checkpoint reloads fake
     quantised (load_detector) and `detector export` writes the INT8 model, equal to it."""
-    shapes = generate_synthetic_coco(tmp_path / "shapes", num_train=8, num_val=4, image_size=96, seed=3)
-    cfg = load_config("yolox_nano_shapes", overrides={"model.head.num_classes": 5})
-    cfg["data"].update(**coco_split_configs(shapes), imgsz=96, batch_size=4, num_workers=0)
-    cfg["train"].update(output_dir=str(tmp_path / "runs"), name="base", epochs=1, eval_interval=1, plots=False,
-                        keep_freed_memory=False)  # fmt: skip
+    config = write_shapes_config(tmp_path, 8, 4, 96, 3, data={"batch_size": 4, "num_workers": 0},
+                                 train={"name": "base", "epochs": 1, "eval_interval": 1, "plots": False,
+                                        "keep_freed_memory": False})  # fmt: skip
+    cfg = load_config(config)
     Trainer(cfg, device="cpu", progress=False).train()
     base = tmp_path / "runs" / "base" / "weights" / "last.pt"
     cfg["train"].update(name="qat", init_weights=str(base))

@@ -28,7 +28,7 @@ def calibration_batches(
 
 
 class QuantizationAwareTrainingHook(Hook):
-    """Fuses the model and adds fake quantisers (``prepare_model``), then calibrates the
+    """Adds fake quantisers (``prepare_model``: ``detector.compress.qat.prepare_qat``), then calibrates the
     activation ranges (``setup``; a resumed run then loads its own ranges over them)."""
 
     def __init__(self, calibration_images: int = 100, range_momentum: float = 0.01) -> None:
@@ -39,11 +39,10 @@ class QuantizationAwareTrainingHook(Hook):
         return prepare_qat(model, self.range_momentum)
 
     def setup(self, trainer) -> None:  # noqa: ANN001
-        model = trainer.model
         batches = calibration_batches(trainer.train_set, self.calibration_images, trainer.settings.data.imgsz,
                                       trainer.device)  # fmt: skip
-        count = calibrate(model, batches)
+        count = calibrate(trainer.model, batches)
         if trainer.ema is not None:
-            trainer.ema.module.load_state_dict(model.state_dict())
+            trainer.ema.module.load_state_dict(trainer.model.state_dict())
         trainer.logger.info("quantisation-aware training: activation ranges calibrated on %d images of data.train",
                             count)  # fmt: skip
