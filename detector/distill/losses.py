@@ -68,7 +68,8 @@ class FeatureDistillation(nn.Module):
         )
 
     def level_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss of one level's adapted student features against the teacher's (each subclass's own)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define level_loss(student, teacher)")
 
     def forward(self, student: DistillInputs, teacher: DistillInputs) -> dict[str, torch.Tensor]:
         total = None

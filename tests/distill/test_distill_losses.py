@@ -15,7 +15,7 @@ from detector.distill import (
     OutputDistillation,
     build_distill_losses,
 )
-from detector.distill.losses import binary_kl_with_logits
+from detector.distill.losses import FeatureDistillation, binary_kl_with_logits
 from detector.errors import ConfigError
 
 
@@ -159,3 +159,13 @@ def test_distill_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config("yolox_nano_shapes", overrides=override)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_feature_loss_without_level_loss_names_the_class():
+    class Unfinished(FeatureDistillation):
+        pass
+
+    loss = Unfinished([4], [4])
+    x = torch.zeros(1, 4, 2, 2)
+    with pytest.raises(NotImplementedError, match=r"Unfinished does not define level_loss\(student, teacher\)"):
+        loss(DistillInputs([x]), DistillInputs([x]))
