@@ -16,7 +16,8 @@
   exported to ONNX fp32 and INT8 PTQ, each with and without cross-layer equalisation
   (``--equalize`` / ``--equalize-silu``).
 * qat: INT8 by PTQ and by quantisation-aware fine-tuning (``qat.enabled``) at equal calibration
-  data, for the SiLU Nano baselines and their pruned versions, and the latency of each.
+  data, for each model's baselines over the seeds (Tiny: 36-epoch baselines of seeds 1, 2 are
+  trained beside distill.py's seed-0 teacher) and Nano's pruned versions, and the latency of each.
 * latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
@@ -75,6 +76,14 @@ PRUNINGS = {
 }
 
 
+def baseline_run(args: argparse.Namespace, data: Path, model: str, seed: int) -> Path:
+    """The trained ``model`` baseline of ``seed``. A baseline named without ``{seed}`` (the Tiny
+    teacher of distill.py, seed 0) gets a ``_s{seed}`` suffix for the other seeds."""
+    pattern, epochs, overrides, _ = MODELS[model]
+    name = pattern.format(seed=seed) if "{seed}" in pattern or seed == 0 else f"{pattern}_s{seed}"
+    return train_run(CONFIG, name, seed, args.out, data, epochs, overrides)
+
+
 def pruned_key(args: argparse.Namespace, model: str, seed: int, pruning: str) -> str:
     """The file and run name of the ``model`` baseline of ``seed`` pruned as ``PRUNINGS[pruning]``."""
     flops, prune_args = PRUNINGS[pruning]
@@ -85,9 +94,8 @@ def pruned_run(args: argparse.Namespace, data: Path, model: str, seed: int, prun
                distill: bool = False) -> Path:  # fmt: skip
     """The fine-tuned run of the ``model`` baseline of ``seed`` pruned as ``PRUNINGS[pruning]``
     (None: the control, fine-tuned unpruned)."""
-    pattern, epochs, overrides, _ = MODELS[model]
-    baseline = train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0, args.out, data,
-                         epochs, overrides)  # fmt: skip
+    _, epochs, overrides, _ = MODELS[model]
+    baseline = baseline_run(args, data, model, seed if "{seed}" in MODELS[model][0] else 0)
     best = baseline / "weights" / "last.pt"
     if pruning is None:
         tag, config, extra = f"{model}_control_s{seed}", CONFIG, [*overrides, f"train.init_weights={best}"]
@@ -116,8 +124,7 @@ def accuracy_tables(args: argparse.Namespace, data: Path) -> list[str]:
             row["map50"].append(float(metrics["mAP50"]))
 
         for seed in args.seeds:
-            base_seed = seed if "{seed}" in pattern else 0
-            baseline = train_run(CONFIG, pattern.format(seed=base_seed), base_seed, args.out, data, epochs, overrides)
+            baseline = baseline_run(args, data, model, seed if "{seed}" in pattern else 0)
             add("baseline", last_row(baseline))
             add(f"baseline + {epochs // 3} epochs (control)", last_row(pruned_run(args, data, model, seed, None)))
             for pruning in args.prunings:
@@ -205,15 +212,21 @@ def int8_tables(args: argparse.Namespace, data: Path) -> list[str]:
 QAT_SETTINGS = ["qat.enabled=true"]
 
 
-def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
+def qat_tables(args: argparse.Namespace, data: Path, tmp: Path, model: str) -> list[str]:
     """INT8 by PTQ and by QAT at equal calibration data (the first 100 training images) for the
-    SiLU Nano baselines (12 epochs) and their pruned (50 % FLOPs, global) versions. QAT
-    fine-tunes for a third of the baseline's epochs, so the fair PTQ comparison is PTQ of the
+    ``model`` baselines of every seed and, for Nano, their pruned (50 % FLOPs, global) versions.
+    QAT fine-tunes for a third of the baseline's epochs, so the fair PTQ comparison is PTQ of the
     control fine-tuned as long in float; the pruned model's QAT is its fine-tune. Then ONNX
     Runtime latency of fp32, PTQ and QAT at 640 in turns (QAT exports the same QDQ graph)."""
-    pattern, epochs, overrides, _ = MODELS["nano"]
-    extra_epochs = max(epochs // 3, 1)
-    pruning = "pruned to 50% FLOPs, global ranking"
+    pattern, epochs, overrides, _ = MODELS[model]
+    extra_epochs = args.qat_epochs or max(epochs // 3, 1)
+    # Another recipe than the default (a third of the epochs at the baseline's lr) for the
+    # control and QAT alike gets its own run names.
+    recipe = [f"optimizer.lr={args.qat_lr}"] if args.qat_lr else []
+    suffix = "" if not (args.qat_epochs or args.qat_lr) else f"_e{extra_epochs}_lr{args.qat_lr or 'base'}"
+    overrides = [*overrides, *recipe]
+    # Pruned rows for Nano only: a Tiny pruned + QAT run costs as much as its baseline.
+    pruning = "pruned to 50% FLOPs, global ranking" if model == "nano" else None
     rows: dict[str, dict[str, list[float]]] = {}
     onnx_dir = args.out / "onnx"
 
@@ -224,14 +237,15 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
 
     runs = {}
     for seed in args.seeds:
-        baseline = train_run(CONFIG, pattern.format(seed=seed), seed, args.out, data, epochs, overrides)
-        control = pruned_run(args, data, "nano", seed, None)
-        qat = train_run(CONFIG, f"nano_qat_s{seed}", seed, args.out, data, extra_epochs,
-                        [*QAT_SETTINGS, f"train.init_weights={baseline / 'weights' / 'last.pt'}"])  # fmt: skip
-        pruned_ft = pruned_run(args, data, "nano", seed, pruning)
-        key = pruned_key(args, "nano", seed, pruning)
-        pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat", seed, args.out, data,
-                               extra_epochs, QAT_SETTINGS)  # fmt: skip
+        baseline = baseline_run(args, data, model, seed)
+        # Named as pruned_run names Nano's control; a Tiny control of seed s > 0 starts from its own
+        # baseline here, not from the seed-0 one pruned_run fine-tunes.
+        control_name = (f"{model}_control_s{seed}" if "{seed}" in pattern else f"{baseline.name}_control") + suffix
+        control = train_run(CONFIG, control_name, seed, args.out, data, extra_epochs,
+                            [*overrides, f"train.init_weights={baseline / 'weights' / 'last.pt'}"])  # fmt: skip
+        init = f"train.init_weights={baseline / 'weights' / 'last.pt'}"
+        qat = train_run(CONFIG, f"{model}_qat_s{seed}{suffix}", seed, args.out, data, extra_epochs,
+                        [*overrides, *QAT_SETTINGS, init])  # fmt: skip
         add("baseline, fp32", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=False))
         add("baseline, PTQ", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=True))
         add(
@@ -243,17 +257,22 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
             onnx_metrics(control, CONFIG, data, onnx_dir, int8=True),
         )
         add(f"baseline + {extra_epochs} epochs QAT", onnx_metrics(qat, CONFIG, data, onnx_dir, int8=False))
-        add(
-            f"{pruning}, + {extra_epochs} epochs fp32, fp32",
-            onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=False),
-        )
-        add(f"{pruning}, + {extra_epochs} epochs fp32, PTQ", onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=True))
-        add(f"{pruning}, + {extra_epochs} epochs QAT", onnx_metrics(pruned_qat, CONFIG, data, onnx_dir, int8=False))
-        runs[seed] = (baseline, qat, pruned_qat)
+        runs[seed] = {"fp32": baseline, "QAT": qat}
+        if pruning is not None:
+            pruned_ft = pruned_run(args, data, model, seed, pruning)
+            key = pruned_key(args, model, seed, pruning)
+            pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat", seed, args.out, data,
+                                   extra_epochs, QAT_SETTINGS)  # fmt: skip
+            add(f"{pruning}, + {extra_epochs} epochs fp32, fp32",
+                onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=False))  # fmt: skip
+            add(f"{pruning}, + {extra_epochs} epochs fp32, PTQ",
+                onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=True))  # fmt: skip
+            add(f"{pruning}, + {extra_epochs} epochs QAT", onnx_metrics(pruned_qat, CONFIG, data, onnx_dir, int8=False))
+            runs[seed]["pruned + QAT"] = pruned_qat
         print(f"qat seed {seed}: " + ", ".join(f"{k} {v['map'][-1]:.3f}" for k, v in rows.items()), flush=True)
     lines = [
-        f"YOLOX-Nano (SiLU), baseline {epochs} epochs, seeds {', '.join(map(str, args.seeds))}: ONNX Runtime mAP; "
-        "PTQ and QAT both calibrated on the first 100 training images; mean ± sample std (min-max)",
+        f"YOLOX-{model.capitalize()} (SiLU), baseline {epochs} epochs, seeds {', '.join(map(str, args.seeds))}: "
+        "ONNX Runtime mAP; PTQ and QAT both calibrated on the first 100 training images; mean ± sample std (min-max)",
         "",
         "| model | mAP50-95 | mAP50 |",
         "|---|---:|---:|",
@@ -266,17 +285,16 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]:
         lines.append(f"- {label}: mAP50-95 below the control's fp32 per seed {', '.join(f'{d:+.3f}' for d in drops)}; "
                      f"mean {statistics.mean(drops):+.3f}")  # fmt: skip
     # Latency: the same graph, so the same kernels; measured all the same.
-    baseline, qat, pruned_qat = runs[args.seeds[0]]
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     rng = np.random.default_rng(0)
     size = max(args.sizes)
     calibration = [render_image(size, size, rng, CLASS_NAMES, 8, 12, None)[0] for _ in range(16)]
-    fp32_path = export_onnx(load_detector(baseline / "weights" / "last.pt")[0], tmp / "qat_fp32.onnx", imgsz=size)
-    paths = {"fp32": fp32_path, "PTQ": quantize_int8(fp32_path, tmp / "qat_ptq.onnx", calibration),
-             "QAT": export_onnx(load_detector(qat / "weights" / "last.pt")[0], tmp / "qat_qat.onnx", imgsz=size),
-             "pruned + QAT": export_onnx(load_detector(pruned_qat / "weights" / "last.pt")[0], tmp / "qat_pqat.onnx",
-                                         imgsz=size)}  # fmt: skip
+    exported = {label: export_onnx(load_detector(run / "weights" / "last.pt")[0], tmp / f"qat_{model}_{i}.onnx",
+                                   imgsz=size)
+                for i, (label, run) in enumerate(runs[args.seeds[0]].items())}  # fmt: skip
+    fp32_path = exported.pop("fp32")
+    paths = {"fp32": fp32_path, "PTQ": quantize_int8(fp32_path, tmp / f"qat_{model}_ptq.onnx", calibration), **exported}
     feed = {"images": (np.random.default_rng(1).random((1, 3, size, size)) * 255).astype(np.float32)}
     sessions = {label: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 for label, path in paths.items()}  # fmt: skip
@@ -297,8 +315,8 @@ def latency_tables(args: argparse.Namespace, data: Path, tmp: Path) -> list[str]
     for model in args.models:
         pattern, epochs, overrides, _ = MODELS[model]
         seed = args.seeds[0]
-        variants = {"baseline": train_run(CONFIG, pattern.format(seed=seed), seed if "{seed}" in pattern else 0,
-                                          args.out, data, epochs, overrides) / "weights" / "last.pt"}  # fmt: skip
+        baseline = baseline_run(args, data, model, seed if "{seed}" in pattern else 0)
+        variants = {"baseline": baseline / "weights" / "last.pt"}
         for pruning in args.prunings:
             variants[pruning] = pruned_run(args, data, model, seed, pruning) / "weights" / "last.pt"
         if model == "nano":
@@ -413,6 +431,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sizes", nargs="+", type=int, default=[320, 640])
     parser.add_argument("--no-yolov8n", action="store_true")
+    parser.add_argument(
+        "--qat-epochs", type=int, help="qat: epochs of QAT and its control (default a third of the baseline's)"
+    )
+    parser.add_argument("--qat-lr", type=float, help="qat: optimizer.lr of QAT and its control (default the config's)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_rep", help="shared with rep.py, distill.py")
     args = parser.parse_args()
     data = make_shapes_set(args.out / "data", args.train_images, 100)
@@ -423,7 +445,8 @@ def main() -> None:
         lines += int8_tables(args, data)
     with tempfile.TemporaryDirectory() as tmp:
         if "qat" in args.parts:
-            lines += qat_tables(args, data, Path(tmp))
+            for model in args.models:
+                lines += qat_tables(args, data, Path(tmp), model)
         if "latency" in args.parts:
             lines += latency_tables(args, data, Path(tmp))
         if "profile" in args.parts:

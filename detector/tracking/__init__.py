@@ -1,11 +1,15 @@
-"""Multi-object tracking: Kalman filter, association, the ByteTrack-style tracker, frame sources,
-the whole-sequence pipeline, MOTChallenge file I/O and MOT metrics.
+"""Multi-object tracking: Kalman filters, association, the trackers (ByteTrack-style, with
+OC-SORT's and BoT-SORT's ideas), camera-motion compensation, the ReID hook, frame sources, the
+whole-sequence pipeline, MOTChallenge file I/O and MOT metrics.
 
-Importing the package registers ``ByteTracker`` in ``TRACKERS``.
+Importing the package registers ``ByteTracker``, ``OCSortTracker`` and ``BotSortTracker`` in
+``TRACKERS``.
 """
 
 from detector.errors import MotFormatError
-from detector.tracking.kalman import KalmanFilter
+from detector.tracking.appearance import ReID, TorchReID
+from detector.tracking.camera_motion import CameraMotion
+from detector.tracking.kalman import KalmanFilter, KalmanFilterXYWH
 from detector.tracking.metrics import evaluate_mot, format_mot_table
 from detector.tracking.mot_io import (
     group_by_frame,
@@ -15,11 +19,17 @@ from detector.tracking.mot_io import (
     write_mot_results,
     xyxy_to_mot_xywh,
 )
-from detector.tracking.tracker import ByteTracker, Tracks
+from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker, Tracks
 
 __all__ = [
+    "BotSortTracker",
     "ByteTracker",
+    "CameraMotion",
     "KalmanFilter",
+    "KalmanFilterXYWH",
+    "OCSortTracker",
+    "ReID",
+    "TorchReID",
     "Tracks",
     "MotFormatError",
     "evaluate_mot",

@@ -1,10 +1,14 @@
-"""Constant-velocity Kalman filter on (cx, cy, aspect, height), vectorised over all tracks.
+"""Constant-velocity Kalman filters on a box, vectorised over all tracks.
 
-The state is ``[cx, cy, a, h, vcx, vcy, va, vh]`` (pixels, aspect = w / h, per-frame velocities);
-a measurement is ``[cx, cy, a, h]``. Position and velocity noise are proportional to the box
-height, as in SORT/DeepSORT/ByteTrack (weights 1/20 and 1/160 of the height per frame), so a
-near, tall pedestrian may move more pixels than a far one. The aspect ratio gets fixed small
-noise: people keep their shape.
+``KalmanFilter``: the state is ``[cx, cy, a, h, vcx, vcy, va, vh]`` (pixels, aspect = w / h,
+per-frame velocities); a measurement is ``[cx, cy, a, h]``. Position and velocity noise are
+proportional to the box height, as in SORT/DeepSORT/ByteTrack (weights 1/20 and 1/160 of the
+height per frame), so a near, tall pedestrian may move more pixels than a far one. The aspect
+ratio gets fixed small noise: people keep their shape.
+
+``KalmanFilterXYWH``: BoT-SORT's model (Aharon et al., 2022): state ``[cx, cy, w, h, vcx, vcy,
+vw, vh]``, noise on x and w proportional to the width and on y and h to the height, so the box
+width is estimated rather than tied to a fixed aspect.
 """
 
 from __future__ import annotations
@@ -32,11 +36,27 @@ def cxcyah_to_xyxy(states: np.ndarray) -> np.ndarray:
     return np.stack([states[:, 0] - w / 2, states[:, 1] - h / 2, states[:, 0] + w / 2, states[:, 1] + h / 2], axis=1)
 
 
+def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
+    """``[N, 4]`` x1, y1, x2, y2 pixels to ``[N, 4]`` cx, cy, w, h."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def cxcywh_to_xyxy(states: np.ndarray) -> np.ndarray:
+    """``[N, >=4]`` cx, cy, w, h (the first four entries) to ``[N, 4]`` x1, y1, x2, y2."""
+    states = np.asarray(states, dtype=np.float64)
+    states = states.reshape(len(states), -1)[:, :4] if states.size else np.zeros((0, 4))
+    return np.concatenate([states[:, :2] - states[:, 2:4] / 2, states[:, :2] + states[:, 2:4] / 2], axis=1)
+
+
 class KalmanFilter:
     """Predict, update and gate many tracks at once. Means are ``[N, 8]``, covariances ``[N, 8, 8]``.
 
     ``std_weight_position`` and ``std_weight_velocity`` scale the noise by the box height.
+    ``size_velocities``: the state entries of the size's velocity, zeroed by ``freeze_size``.
     """
+
+    size_velocities: tuple[int, ...] = (7,)
 
     def __init__(self, std_weight_position: float = 1.0 / 20, std_weight_velocity: float = 1.0 / 160) -> None:
         self.std_weight_position = float(std_weight_position)
@@ -45,34 +65,59 @@ class KalmanFilter:
         self.motion[:4, 4:] = np.eye(4)  # x_{t+1} = x_t + v_t (one frame)
         self.observation = np.eye(4, 8)
 
+    #: Measurements ``[N, 4]`` of boxes ``[N, 4]`` xyxy pixels, and back (states ``[N, >=4]`` too).
+    from_xyxy = staticmethod(xyxy_to_cxcyah)
+    to_xyxy = staticmethod(cxcyah_to_xyxy)
+
+    def _position_std(self, z: np.ndarray) -> np.ndarray:
+        """Standard deviations ``[N, 4]`` per unit weight of the measured quantities of ``z``."""
+        h = z[:, 3]
+        return np.stack([h, h, np.full(len(z), np.nan), h], axis=1)
+
+    def _std(self, z: np.ndarray, position: float, velocity: float, aspect: float) -> np.ndarray:
+        """``[N, 8]`` noise std of states or measurements ``z``: ``position`` and ``velocity`` times
+        ``_position_std``; an aspect (NaN there) gets fixed noise, ``aspect`` and a thousandth of
+        it on its rate."""
+        base = self._position_std(z)
+        std = np.concatenate([position * base, velocity * base], axis=1)
+        std[:, 2] = np.where(np.isnan(std[:, 2]), aspect, std[:, 2])
+        std[:, 6] = np.where(np.isnan(std[:, 6]), aspect * 1e-3, std[:, 6])
+        return std
+
     def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """New tracks from measurements ``[N, 4]`` (cx, cy, a, h): zero velocity, wide uncertainty."""
+        """New tracks from measurements ``[N, 4]``: zero velocity, wide uncertainty."""
         z = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
-        n, h = len(z), z[:, 3]
-        mean = np.concatenate([z, np.zeros((n, 4))], axis=1)
-        wp, wv = self.std_weight_position, self.std_weight_velocity
-        pos, vel = 2 * wp * h, 10 * wv * h
-        std = np.stack([pos, pos, np.full(n, 1e-2), pos, vel, vel, np.full(n, 1e-5), vel], axis=1)
+        mean = np.concatenate([z, np.zeros((len(z), 4))], axis=1)
+        std = self._std(z, 2 * self.std_weight_position, 10 * self.std_weight_velocity, 1e-2)
         return mean, _diag(std**2)
 
     def predict(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One frame ahead for every track: ``x = F x``, ``P = F P F^T + Q`` (Q from the height)."""
-        h = mean[:, 3]
-        n = len(mean)
-        wp, wv = self.std_weight_position, self.std_weight_velocity
-        std = np.stack(
-            [wp * h, wp * h, np.full(n, 1e-2), wp * h, wv * h, wv * h, np.full(n, 1e-5), wv * h],
-            axis=1,
-        )
+        """One frame ahead for every track: ``x = F x``, ``P = F P F^T + Q`` (Q from the box size)."""
+        std = self._std(mean, self.std_weight_position, self.std_weight_velocity, 1e-2)
         mean = mean @ self.motion.T
         covariance = self.motion @ covariance @ self.motion.T + _diag(std**2)
         return mean, covariance
 
+    def freeze_size(self, mean: np.ndarray, rows: np.ndarray) -> None:
+        """Zero the size velocities of tracks ``rows`` in place (a track not being followed keeps
+        its position but not its growth)."""
+        for i in self.size_velocities:
+            mean[rows, i] = 0.0
+
+    def warp(self, mean: np.ndarray, covariance: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move every track by the camera's motion ``affine`` ``[2, 3]`` (previous frame's pixels to
+        this frame's): centre ``x -> A x + t``, velocity ``v -> A v``, and so their covariances."""
+        affine = np.asarray(affine, dtype=np.float64)
+        transform = np.eye(8)
+        transform[0:2, 0:2] = affine[:, :2]
+        transform[4:6, 4:6] = affine[:, :2]
+        mean = mean @ transform.T
+        mean[:, 0:2] += affine[:, 2]
+        return mean, transform @ covariance @ transform.T
+
     def project(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predicted measurement ``[N, 4]`` and its covariance ``[N, 4, 4]`` (with measurement noise)."""
-        h = mean[:, 3]
-        wp = self.std_weight_position
-        std = np.stack([wp * h, wp * h, np.full(len(mean), 1e-1), wp * h], axis=1)
+        std = self._std(mean, self.std_weight_position, 0.0, 1e-1)[:, :4]
         projected = mean @ self.observation.T
         cov = self.observation @ covariance @ self.observation.T + _diag(std**2)
         return projected, cov
@@ -107,6 +152,28 @@ class KalmanFilter:
         diff = z[None, :, :] - projected[:, None, :]  # [N, M, d]
         solved = np.linalg.solve(chol, diff.transpose(0, 2, 1))  # [N, d, M]: L^-1 (z - Hx)
         return (solved**2).sum(axis=1)
+
+
+class KalmanFilterXYWH(KalmanFilter):
+    """BoT-SORT's filter: state ``[cx, cy, w, h, vcx, vcy, vw, vh]``, measurement ``[cx, cy, w, h]``;
+    x and w noise proportional to the width, y and h noise to the height."""
+
+    size_velocities = (6, 7)
+    from_xyxy = staticmethod(xyxy_to_cxcywh)
+    to_xyxy = staticmethod(cxcywh_to_xyxy)
+
+    def _position_std(self, z: np.ndarray) -> np.ndarray:
+        w, h = z[:, 2], z[:, 3]
+        return np.stack([w, h, w, h], axis=1)
+
+    def warp(self, mean: np.ndarray, covariance: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``KalmanFilter.warp``; the width and height (and their rates) are transformed as a
+        vector too, as BoT-SORT does, so a camera zoom scales the boxes."""
+        affine = np.asarray(affine, dtype=np.float64)
+        transform = np.kron(np.eye(4), affine[:, :2])
+        mean = mean @ transform.T
+        mean[:, 0:2] += affine[:, 2]
+        return mean, transform @ covariance @ transform.T
 
 
 def _diag(values: np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ def track_sequence(
         for frame, image in source:
             boxes, scores, labels = detect(frame, image)
             tick = time.perf_counter()
-            tracks = tracker.update(boxes, scores, labels)
+            tracks = tracker.update(boxes, scores, labels, image)
             tracker_seconds += time.perf_counter() - tick
             frames += 1
             if len(tracks):

@@ -1,27 +1,32 @@
-"""ByteTrack-style multi-object tracker: Kalman prediction, IoU association in two stages
-(high-score detections, then low-score ones), a tentative -> confirmed -> lost -> removed life
-cycle, stable integer ids.
+"""Multi-object trackers on one array-based engine: Kalman prediction, association in stages,
+a tentative -> confirmed -> lost -> removed life cycle, stable integer ids.
 
-Per frame, ``ByteTracker.update(boxes, scores, labels)`` takes detections (``[N, 4]`` x1, y1,
-x2, y2 pixels, ``[N]`` scores, ``[N]`` class labels) and returns the confirmed tracks matched in
-that frame. All track state lives in arrays, so prediction and update run once per frame for
-all tracks together.
+``ByteTracker`` (ByteTrack's two-stage association) carries every option; ``OCSortTracker``
+and ``BotSortTracker`` are the same engine with OC-SORT's and BoT-SORT's ideas switched on by
+default. Per frame, ``update(boxes, scores, labels, image=None)`` takes detections (``[N, 4]``
+x1, y1, x2, y2 pixels, ``[N]`` scores, ``[N]`` class labels; the frame for camera-motion
+compensation and appearance) and returns the confirmed tracks matched in that frame. All track
+state lives in arrays, so prediction and update run once per frame for all tracks together.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
 
 from detector.errors import ConfigError
 from detector.registry import TRACKERS
+from detector.tracking.appearance import ReID, TorchReID, cosine_distance
+from detector.tracking.camera_motion import CAMERA_MOTION_METHODS, CameraMotion
 from detector.tracking.geometry import box_iou
-from detector.tracking.kalman import CHI2_95, KalmanFilter, cxcyah_to_xyxy, xyxy_to_cxcyah
+from detector.tracking.kalman import CHI2_95, KalmanFilter, KalmanFilterXYWH
 from detector.tracking.matching import COSTS, linear_assignment
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
+KALMAN_FILTERS = {"xyah": KalmanFilter, "xywh": KalmanFilterXYWH}
 
 
 @dataclasses.dataclass
@@ -38,9 +43,30 @@ class Tracks:
         return len(self.ids)
 
 
+def box_centres(boxes: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` centres of ``[N, 4]`` xyxy boxes."""
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def direction_consistency(
+    previous: np.ndarray, has_previous: np.ndarray, velocity: np.ndarray, boxes: np.ndarray
+) -> np.ndarray:
+    """OC-SORT's velocity-direction consistency ``[T, D]`` in [-0.5, 0.5]: ``(pi/2 - angle) / pi``
+    where ``angle`` is between each track's motion direction ``velocity`` ``[T, 2]`` (unit x, y;
+    zero when unknown) and the direction from its earlier observation ``previous`` ``[T, 4]`` xyxy
+    to each detection ``boxes`` ``[D, 4]``. 0.5 for the same direction, -0.5 for the opposite;
+    0 for tracks without an earlier observation (``has_previous`` False) or a velocity."""
+    step = box_centres(boxes)[None, :, :] - box_centres(previous)[:, None, :]  # [T, D, 2]
+    step /= np.maximum(np.linalg.norm(step, axis=2, keepdims=True), 1e-6)
+    cosine = np.clip((step * velocity[:, None, :]).sum(axis=2), -1.0, 1.0)
+    known = has_previous & (np.abs(velocity).sum(axis=1) > 0)
+    return np.where(known[:, None], (np.pi / 2 - np.arccos(cosine)) / np.pi, 0.0)
+
+
 @TRACKERS.register()
 class ByteTracker:
-    """ByteTrack association (Zhang et al., 2022) on a SORT-style Kalman filter.
+    """ByteTrack association (Zhang et al., 2022) on a SORT-style Kalman filter, with OC-SORT's
+    and BoT-SORT's ideas as options (all off by default).
 
     Each frame: (1) confirmed and lost tracks are matched to detections scoring at least
     ``high_threshold`` (cost ``cost`` (``iou``, ``giou`` or ``centre``), times the detection score
@@ -58,6 +84,20 @@ class ByteTracker:
     (default ``[0]``, COCO's person; ``None`` tracks every class); tracks and detections of
     different classes never match. ``output_box``: ``"kalman"`` (the filtered state) or
     ``"detection"`` (the matched detection's box).
+
+    Options: ``motion``: the Kalman state, ``"xyah"`` (centre, aspect, height: SORT, ByteTrack)
+    or ``"xywh"`` (BoT-SORT). ``camera_motion``: ``"sparse_flow"`` or ``"ecc"`` moves every
+    track by the camera's motion between frames (``CameraMotion``; only when ``update`` is given
+    the image). OC-SORT (Cao et al., 2023): ``observation_update`` re-runs a re-found track's
+    filter from its last observation through boxes interpolated over the gap;
+    ``direction_weight`` > 0 adds the velocity-direction consistency over ``direction_delta_t``
+    frames to the cost of stages 1 and 3 (times the detection score); ``observation_recovery``
+    matches tracks still unmatched after stage 2 by IoU of their last observed box (stage 2b).
+    Appearance: ``reid`` (a ``ReID`` or the path of a ``torch.export`` ``.pt2`` model, crops resized to
+    ``reid_input_size``) blends into the cost of stages 1 and 3 as ``(1 - appearance_weight) *
+    motion + appearance_weight * cosine``, the cosine distance ``(1 - cos) / 2`` counting as 1
+    above ``appearance_threshold``; only pairs the motion cost allows can match. A track's
+    embedding is an EMA (``embedding_momentum``) of its high-score detections'.
     """
 
     def __init__(
@@ -77,6 +117,18 @@ class ByteTracker:
         frame_rate: float = 30.0,
         classes: Sequence[int] | None = (0,),
         output_box: str = "kalman",
+        motion: str = "xyah",
+        camera_motion: str | None = None,
+        camera_motion_downscale: int = 2,
+        observation_update: bool = False,
+        direction_weight: float = 0.0,
+        direction_delta_t: int = 3,
+        observation_recovery: bool = False,
+        reid: str | ReID | None = None,
+        reid_input_size: Sequence[int] = (256, 128),
+        appearance_weight: float = 0.5,
+        appearance_threshold: float = 0.25,
+        embedding_momentum: float = 0.9,
     ) -> None:
         if not 0.0 <= low_threshold <= high_threshold <= 1.0:
             raise ConfigError(
@@ -86,11 +138,21 @@ class ByteTracker:
             raise ConfigError(f"tracker.cost: expected one of {', '.join(COSTS)}, got {cost!r}")
         if output_box not in ("kalman", "detection"):
             raise ConfigError(f"tracker.output_box: expected 'kalman' or 'detection', got {output_box!r}")
-        if min_hits < 1 or max_age < 0 or frame_rate <= 0:
+        if motion not in KALMAN_FILTERS:
+            raise ConfigError(f"tracker.motion: expected one of {', '.join(KALMAN_FILTERS)}, got {motion!r}")
+        if camera_motion is not None and camera_motion not in CAMERA_MOTION_METHODS:
             raise ConfigError(
-                "tracker: expected min_hits >= 1, max_age >= 0, frame_rate > 0, "
-                f"got {min_hits}, {max_age}, {frame_rate}"
+                f"tracker.camera_motion: expected one of {', '.join(CAMERA_MOTION_METHODS)} or null, "
+                f"got {camera_motion!r}"
             )
+        if min_hits < 1 or max_age < 0 or frame_rate <= 0 or direction_delta_t < 1:
+            raise ConfigError(
+                "tracker: expected min_hits >= 1, max_age >= 0, frame_rate > 0, direction_delta_t >= 1, "
+                f"got {min_hits}, {max_age}, {frame_rate}, {direction_delta_t}"
+            )
+        for name, value in (("appearance_weight", appearance_weight), ("embedding_momentum", embedding_momentum)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"tracker.{name}: {value}; expected a number in [0, 1]")
         self.high_threshold = float(high_threshold)
         self.low_threshold = float(low_threshold)
         self.new_track_threshold = float(new_track_threshold)
@@ -105,8 +167,22 @@ class ByteTracker:
         self.max_lost_frames = max(0, round(max_age * frame_rate / 30.0))
         self.classes = None if classes is None else np.asarray(list(classes), dtype=np.int64)
         self.output_box = output_box
-        self.kalman = KalmanFilter()
+        self.kalman = KALMAN_FILTERS[motion]()
+        self.camera = None if camera_motion is None else CameraMotion(camera_motion, camera_motion_downscale)
+        self.observation_update = bool(observation_update)
+        self.direction_weight = float(direction_weight)
+        self.delta_t = int(direction_delta_t)
+        self.observation_recovery = bool(observation_recovery)
+        if isinstance(reid, str):
+            reid = TorchReID.from_exported(reid, input_size=reid_input_size)
+        self.reid = reid
+        self.appearance_weight = float(appearance_weight)
+        self.appearance_threshold = float(appearance_threshold)
+        self.embedding_momentum = float(embedding_momentum)
         self.reset()
+
+    _ARRAYS = ("mean", "cov", "ids", "state", "hits", "missed", "scores", "labels", "det_boxes", "obs_boxes",
+               "obs_frames", "obs_mean", "obs_cov", "velocity", "embeddings")  # fmt: skip
 
     def reset(self) -> None:
         """Forget every track and restart ids at 1 (a new sequence)."""
@@ -120,46 +196,129 @@ class ByteTracker:
         self.missed = np.zeros(0, np.int64)  # frames since the last match
         self.scores = np.zeros(0)
         self.labels = np.zeros(0, np.int64)
-        self.det_boxes = np.zeros((0, 4))
+        self.det_boxes = np.zeros((0, 4))  # the last matched detection (the last observation)
+        # Observation-centric state: the last ``delta_t`` observations (oldest first, frame -1
+        # when empty), the filter right after the last observation, the unit motion direction.
+        self.obs_boxes = np.zeros((0, self.delta_t, 4))
+        self.obs_frames = np.zeros((0, self.delta_t), np.int64)
+        self.obs_mean = np.zeros((0, 8))
+        self.obs_cov = np.zeros((0, 8, 8))
+        self.velocity = np.zeros((0, 2))
+        self.embeddings = np.zeros((0, 0))  # [N, D] once a ReID has embedded something; zero rows: none yet
+        if self.camera is not None:
+            self.camera.reset()
 
     @property
     def num_tracks(self) -> int:
         """Tracks held (tentative, confirmed and lost)."""
         return len(self.ids)
 
+    @property
+    def _observation_centric(self) -> bool:
+        return self.observation_update or self.direction_weight > 0 or self.observation_recovery
+
     # ------------------------------------------------------------------ association helpers
     def _costs(
         self, tracks: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, kind: str, fuse: bool
     ) -> np.ndarray:
-        track_boxes = self._predicted_boxes[tracks]
-        cost = 1.0 - box_iou(track_boxes, boxes) if kind == "iou" else self.cost(track_boxes, boxes)
+        track_boxes = self.det_boxes[tracks] if kind == "observation" else self._predicted_boxes[tracks]
+        cost = 1.0 - box_iou(track_boxes, boxes) if kind != "custom" else self.cost(track_boxes, boxes)
         if fuse:
             cost = 1.0 - (1.0 - cost) * scores[None, :]
         cost[self.labels[tracks][:, None] != labels[None, :]] = np.inf
         if self.gate and len(tracks) and len(boxes):
-            distance = self.kalman.gating_distance(self.mean[tracks], self.cov[tracks], xyxy_to_cxcyah(boxes))
+            distance = self.kalman.gating_distance(self.mean[tracks], self.cov[tracks], self.kalman.from_xyxy(boxes))
             cost[distance > CHI2_95[4]] = np.inf
         return cost
 
-    def _match(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores, labels, threshold, kind, fuse):
+    def _match(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores, labels, threshold, kind, fuse, features=None):
         """Hungarian matching of track rows ``tracks`` to detection rows ``dets``; returns matched
-        (track rows, detection rows) and the unmatched of each."""
+        (track rows, detection rows) and the unmatched of each. ``kind == "custom"`` adds the
+        direction and appearance terms that are switched on."""
         if len(tracks) == 0 or len(dets) == 0:
             return tracks[:0], dets[:0], tracks, dets
         cost = self._costs(tracks, boxes[dets], scores[dets], labels[dets], kind, fuse)
+        if kind == "custom" and (self.direction_weight > 0 or features is not None):
+            # The motion cost decides which pairs may match; the extra terms only rank them.
+            allowed = cost <= threshold
+            if self.direction_weight > 0:
+                previous, has_previous = self._previous_observation(tracks)
+                consistency = direction_consistency(previous, has_previous, self.velocity[tracks], boxes[dets])
+                cost = cost - self.direction_weight * consistency * scores[dets][None, :]
+            if features is not None and self.embeddings.shape[1]:
+                known = np.linalg.norm(self.embeddings[tracks], axis=1) > 0
+                distance = cosine_distance(self.embeddings[tracks], features[dets])
+                distance[distance > self.appearance_threshold] = 1.0
+                blended = (1.0 - self.appearance_weight) * cost + self.appearance_weight * distance
+                cost = np.where(known[:, None], blended, cost)
+            cost = np.where(allowed, cost, np.inf)
+            threshold = threshold + 1.0  # every allowed pair is worth matching
         matches, free_tracks, free_dets = linear_assignment(cost, threshold)
         return tracks[matches[:, 0]], dets[matches[:, 1]], tracks[free_tracks], dets[free_dets]
 
-    def _apply(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores) -> None:
+    def _previous_observation(self, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """OC-SORT's earlier observation of each track: the oldest of those in the last
+        ``delta_t`` frames, else the latest. Returns boxes ``[T, 4]`` and whether one exists."""
+        frames = self.obs_frames[tracks]
+        recent = (frames >= self.frame - self.delta_t) & (frames >= 0)
+        column = np.where(recent.any(axis=1), recent.argmax(axis=1), self.delta_t - 1)
+        rows = np.arange(len(tracks))
+        return self.obs_boxes[tracks][rows, column], frames[rows, column] >= 0
+
+    def _apply(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores, features=None) -> None:
         if len(tracks) == 0:
             return
+        if self.observation_update:
+            for row, det in zip(tracks, dets, strict=True):
+                if self.missed[row] > 0 and self.obs_frames[row, -1] >= 0:
+                    self._reupdate(row, boxes[det])
         self.mean[tracks], self.cov[tracks] = self.kalman.update(
-            self.mean[tracks], self.cov[tracks], xyxy_to_cxcyah(boxes[dets])
+            self.mean[tracks], self.cov[tracks], self.kalman.from_xyxy(boxes[dets])
         )
+        if self._observation_centric:
+            self._observe(tracks, boxes[dets])
+        if features is not None:
+            self._embed(tracks, features[dets], scores[dets] >= self.high_threshold)
         self.hits[tracks] += 1
         self.missed[tracks] = 0
         self.scores[tracks] = scores[dets]
         self.det_boxes[tracks] = boxes[dets]
+
+    def _reupdate(self, row: int, box: np.ndarray) -> None:
+        """OC-SORT's re-update: the filter of track ``row``, re-found by ``box`` after a gap, is
+        rerun from its last observation through boxes interpolated along the gap, then predicted
+        to this frame (the caller applies ``box``)."""
+        gap = int(self.missed[row])
+        last = self.det_boxes[row]
+        mean, cov = self.obs_mean[row : row + 1], self.obs_cov[row : row + 1]
+        for step in range(1, gap + 1):
+            mean, cov = self.kalman.predict(mean, cov)
+            virtual = last + (box - last) * step / (gap + 1)
+            mean, cov = self.kalman.update(mean, cov, self.kalman.from_xyxy(virtual[None]))
+        self.mean[row], self.cov[row] = (x[0] for x in self.kalman.predict(mean, cov))
+
+    def _observe(self, tracks: np.ndarray, boxes: np.ndarray) -> None:
+        previous, has_previous = self._previous_observation(tracks)
+        step = box_centres(boxes) - box_centres(previous)
+        norm = np.linalg.norm(step, axis=1, keepdims=True)
+        moved = has_previous & (norm[:, 0] > 0)
+        self.velocity[tracks[moved]] = step[moved] / norm[moved]
+        self.obs_boxes[tracks] = np.concatenate([self.obs_boxes[tracks][:, 1:], boxes[:, None]], axis=1)
+        self.obs_frames[tracks] = np.concatenate(
+            [self.obs_frames[tracks][:, 1:], np.full((len(tracks), 1), self.frame)], axis=1
+        )
+        self.obs_mean[tracks], self.obs_cov[tracks] = self.mean[tracks], self.cov[tracks]
+
+    def _embed(self, tracks: np.ndarray, features: np.ndarray, confident: np.ndarray) -> None:
+        tracks, features = tracks[confident], features[confident]
+        if len(tracks) == 0:
+            return
+        if self.embeddings.shape[1] != features.shape[1]:
+            self.embeddings = np.zeros((self.num_tracks, features.shape[1]))
+        old = self.embeddings[tracks]
+        known = np.linalg.norm(old, axis=1, keepdims=True) > 0
+        mixed = np.where(known, self.embedding_momentum * old + (1 - self.embedding_momentum) * features, features)
+        self.embeddings[tracks] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True).clip(1e-12)
 
     def _confirm(self, tracks: np.ndarray) -> None:
         new = tracks[self.ids[tracks] == 0]
@@ -167,12 +326,28 @@ class ByteTracker:
         self.next_id += len(new)
         self.state[tracks] = CONFIRMED
 
+    def _follow_camera(self, image: np.ndarray) -> None:
+        """Move every track by the camera's motion since the previous frame."""
+        affine = self.camera.estimate(image)
+        if not self.num_tracks or np.allclose(affine, np.eye(2, 3)):
+            return
+        self.mean, self.cov = self.kalman.warp(self.mean, self.cov, affine)
+        if self._observation_centric:
+            self.obs_mean, self.obs_cov = self.kalman.warp(self.obs_mean, self.obs_cov, affine)
+            self.obs_boxes = warp_boxes(self.obs_boxes.reshape(-1, 4), affine).reshape(self.obs_boxes.shape)
+            self.velocity = self.velocity @ affine[:, :2].T
+        self.det_boxes = warp_boxes(self.det_boxes, affine)
+
     # ------------------------------------------------------------------------------ update
-    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None) -> Tracks:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None, image: np.ndarray | None = None
+    ) -> Tracks:
         """Advance one frame with this frame's detections (may be empty); returns its tracks.
 
         ``boxes``: ``[N, 4]`` xyxy pixels; ``scores``: ``[N]``; ``labels``: ``[N]`` class labels
-        (all 0 when None). Detections of untracked classes or below ``low_threshold`` are ignored.
+        (all 0 when None); ``image``: the frame (HWC uint8 BGR), used by camera-motion
+        compensation and ReID when they are on. Detections of untracked classes or below
+        ``low_threshold`` are ignored.
         """
         self.frame += 1
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -188,34 +363,49 @@ class ByteTracker:
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         high = np.flatnonzero(scores >= self.high_threshold)
         low = np.flatnonzero(scores < self.high_threshold)
+        features = self.reid(image, boxes) if self.reid is not None and image is not None and len(boxes) else None
 
         if self.num_tracks:
             # A track that is not being followed keeps its position but not its growth.
-            self.mean[self.state != CONFIRMED, 7] = 0.0
+            self.kalman.freeze_size(self.mean, self.state != CONFIRMED)
             self.mean, self.cov = self.kalman.predict(self.mean, self.cov)
-        self._predicted_boxes = cxcyah_to_xyxy(self.mean)
+        if self.camera is not None and image is not None:
+            self._follow_camera(image)
+        self._predicted_boxes = self.kalman.to_xyxy(self.mean)
         rows = np.arange(self.num_tracks)
         pool = rows[(self.state == CONFIRMED) | (self.state == LOST)]
         tentative = rows[self.state == TENTATIVE]
         # 1. followed and lost tracks vs confident detections
         hit1, det1, pool_left, high_left = self._match(
-            pool, high, boxes, scores, labels, self.match_threshold, "custom", self.fuse_score
+            pool, high, boxes, scores, labels, self.match_threshold, "custom", self.fuse_score, features
         )
-        self._apply(hit1, det1, boxes, scores)
+        self._apply(hit1, det1, boxes, scores, features)
         self._confirm(hit1)
         # 2. still-followed tracks vs weak detections (lost tracks are not revived by them)
         followed = pool_left[self.state[pool_left] == CONFIRMED]
         hit2, det2, _, _ = self._match(followed, low, boxes, scores, labels, self.second_match_threshold, "iou", False)
-        self._apply(hit2, det2, boxes, scores)
+        self._apply(hit2, det2, boxes, scores, features)
+        hits = [hit1, hit2]
+        # 2b. OC-SORT's recovery: tracks still unmatched vs confident detections, by their last observed box
+        if self.observation_recovery:
+            unmatched = np.setdiff1d(pool_left, hit2)
+            hit_r, det_r, _, high_left = self._match(
+                unmatched, high_left, boxes, scores, labels, self.match_threshold, "observation", False
+            )
+            self._apply(hit_r, det_r, boxes, scores, features)
+            self._confirm(hit_r)
+            hits.append(hit_r)
         # 3. tentative tracks vs the confident detections left
         hit3, det3, tentative_left, high_left = self._match(
-            tentative, high_left, boxes, scores, labels, self.unconfirmed_match_threshold, "custom", self.fuse_score
-        )
-        self._apply(hit3, det3, boxes, scores)
+            tentative, high_left, boxes, scores, labels, self.unconfirmed_match_threshold, "custom", self.fuse_score,
+            features,
+        )  # fmt: skip
+        self._apply(hit3, det3, boxes, scores, features)
         self._confirm(hit3[self.hits[hit3] >= self.min_hits])
+        hits.append(hit3)
 
         matched = np.zeros(self.num_tracks, bool)
-        matched[np.concatenate([hit1, hit2, hit3])] = True
+        matched[np.concatenate(hits)] = True
         self.missed[~matched] += 1
         self.state[~matched & (self.state == CONFIRMED)] = LOST
         drop = np.zeros(self.num_tracks, bool)
@@ -226,29 +416,94 @@ class ByteTracker:
         # 4. new tracks from confident detections nobody claimed
         new = high_left[scores[high_left] >= self.new_track_threshold]
         if len(new):
-            self._start(new, boxes, scores, labels)
+            self._start(new, boxes, scores, labels, features)
 
         shown = np.flatnonzero((self.state == CONFIRMED) & (self.missed == 0))
-        out_boxes = cxcyah_to_xyxy(self.mean[shown]) if self.output_box == "kalman" else self.det_boxes[shown]
+        out_boxes = self.kalman.to_xyxy(self.mean[shown]) if self.output_box == "kalman" else self.det_boxes[shown]
         return Tracks(out_boxes, self.ids[shown].copy(), self.scores[shown].copy(), self.labels[shown].copy())
 
     def _keep(self, keep: np.ndarray) -> None:
-        for name in ("mean", "cov", "ids", "state", "hits", "missed", "scores", "labels", "det_boxes"):
-            setattr(self, name, getattr(self, name)[keep])
+        for name in self._ARRAYS:
+            array = getattr(self, name)
+            if len(array):
+                setattr(self, name, array[keep])
 
-    def _start(self, dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
-        mean, cov = self.kalman.initiate(xyxy_to_cxcyah(boxes[dets]))
+    def _start(self, dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, features) -> None:
         n = len(dets)
-        first = self.confirm_first_frame and self.frame == 1
+        mean, cov = self.kalman.initiate(self.kalman.from_xyxy(boxes[dets]))
+        obs_boxes = np.zeros((n, self.delta_t, 4))
+        obs_boxes[:, -1] = boxes[dets]
+        obs_frames = np.full((n, self.delta_t), -1, np.int64)
+        obs_frames[:, -1] = self.frame
+        new = {
+            "mean": mean, "cov": cov, "ids": np.zeros(n, np.int64), "state": np.full(n, TENTATIVE),
+            "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "scores": scores[dets],
+            "labels": labels[dets], "det_boxes": boxes[dets], "obs_boxes": obs_boxes, "obs_frames": obs_frames,
+            "obs_mean": mean, "obs_cov": cov, "velocity": np.zeros((n, 2)),
+        }  # fmt: skip
+        if self.embeddings.shape[1] or features is not None:
+            width = self.embeddings.shape[1] or features.shape[1]
+            rows = np.zeros((n, width))
+            if features is not None:
+                rows[:] = np.where((scores[dets] >= self.high_threshold)[:, None], features[dets], 0.0)
+            if self.embeddings.shape != (self.num_tracks, width):  # the first embeddings: rows for the tracks held
+                self.embeddings = np.zeros((self.num_tracks, width))
+            new["embeddings"] = rows
         start = self.num_tracks
-        self.mean = np.concatenate([self.mean, mean])
-        self.cov = np.concatenate([self.cov, cov])
-        self.ids = np.concatenate([self.ids, np.zeros(n, np.int64)])
-        self.state = np.concatenate([self.state, np.full(n, TENTATIVE)])
-        self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
-        self.missed = np.concatenate([self.missed, np.zeros(n, np.int64)])
-        self.scores = np.concatenate([self.scores, scores[dets]])
-        self.labels = np.concatenate([self.labels, labels[dets]])
-        self.det_boxes = np.concatenate([self.det_boxes, boxes[dets]])
+        for name, rows in new.items():
+            setattr(self, name, np.concatenate([getattr(self, name), rows]))
+        first = self.confirm_first_frame and self.frame == 1
         if first or self.min_hits <= 1:
             self._confirm(np.arange(start, start + n))
+
+
+def warp_boxes(boxes: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``[N, 4]`` xyxy boxes moved by ``affine`` ``[2, 3]``: the box around the four moved corners."""
+    if len(boxes) == 0:
+        return boxes
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2) @ affine[:, :2].T + affine[:, 2]
+    return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+
+
+def with_defaults(**defaults: object):
+    """Class decorator: a ``ByteTracker`` subclass whose only change is other defaults. Its
+    ``__init__`` takes the base's keyword arguments and shows their new defaults in its signature,
+    so the registry checks configs against the full argument list (unknown keys are errors)."""
+
+    def decorate(cls: type) -> type:
+        base_init = cls.__mro__[1].__init__
+        signature = inspect.signature(base_init)
+        unknown = set(defaults) - set(signature.parameters)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: {', '.join(sorted(unknown))} not arguments of {cls.__mro__[1].__name__}")
+
+        def __init__(self, **kwargs: object) -> None:
+            base_init(self, **{**defaults, **kwargs})
+
+        params = [p.replace(default=defaults.get(name, p.default)) for name, p in signature.parameters.items()]
+        __init__.__signature__ = signature.replace(parameters=params)
+        __init__.__annotations__ = dict(base_init.__annotations__)
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = __init__
+        return cls
+
+    return decorate
+
+
+@TRACKERS.register()
+@with_defaults(high_threshold=0.6, new_track_threshold=0.6, match_threshold=0.7, fuse_score=False, min_hits=3,
+               observation_update=True, direction_weight=0.2, observation_recovery=True)  # fmt: skip
+class OCSortTracker(ByteTracker):
+    """``ByteTracker`` with OC-SORT's three ideas on and its published MOT17 settings (Cao et al.,
+    2023): detections from 0.6 start and lead tracks, plain IoU at least 0.3 (no score fusion),
+    direction consistency weight 0.2 over 3 frames, 3 hits to confirm. ByteTrack's second stage
+    for weak detections stays (OC-SORT's ``use_byte`` variant). Arguments as ``ByteTracker``."""
+
+
+@TRACKERS.register()
+@with_defaults(high_threshold=0.6, new_track_threshold=0.7, motion="xywh", camera_motion="sparse_flow")
+class BotSortTracker(ByteTracker):
+    """``ByteTracker`` with BoT-SORT's motion (Aharon et al., 2022): the (x, y, w, h) Kalman state,
+    camera-motion compensation by sparse optical flow when frames are given, and its published
+    MOT17 thresholds (tracks led by detections from 0.6, started from 0.7, IoU fused with the
+    score). Appearance only with a ``reid``. Arguments as ``ByteTracker``."""

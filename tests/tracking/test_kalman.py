@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from detector.tracking.kalman import CHI2_95, KalmanFilter, cxcyah_to_xyxy, xyxy_to_cxcyah
+from detector.tracking.kalman import CHI2_95, KalmanFilter, KalmanFilterXYWH, cxcyah_to_xyxy, xyxy_to_cxcyah
 
 # A 50 x 100 box centred at (100, 200): aspect 0.5, height 100. Position noise is 1/20 of the
 # height (5 px), velocity noise 1/160 (0.625 px per frame).
@@ -74,3 +74,36 @@ def test_vectorised_equals_one_at_a_time():
     assert d.shape == (5, 5) and np.all(np.diag(d) < CHI2_95[4])
     assert kf.gating_distance(mean[:0], cov[:0], measured).shape == (0, 5)
     assert kf.update(mean[:0], cov[:0], measured[:0])[0].shape == (0, 8)
+
+
+def test_xywh_filter_noise_follows_width_and_height():
+    # BoT-SORT's state: a 50 x 100 box; x and w noise from the width (2.5 px), y and h from the height (5 px).
+    kf = KalmanFilterXYWH()
+    boxes = np.array([[75.0, 150.0, 125.0, 250.0]])
+    z = kf.from_xyxy(boxes)
+    np.testing.assert_allclose(z, [[100, 200, 50, 100]])
+    np.testing.assert_allclose(kf.to_xyxy(z), boxes)
+    mean, cov = kf.initiate(z)
+    w, h = 50 / 20, 100 / 20
+    vw, vh = 50 / 160, 100 / 160
+    np.testing.assert_allclose(
+        np.diag(cov[0]), np.array([2 * w, 2 * h, 2 * w, 2 * h, 10 * vw, 10 * vh, 10 * vw, 10 * vh]) ** 2
+    )
+    _, predicted = kf.predict(mean, cov)
+    assert predicted[0, 2, 2] == pytest.approx((2 * w) ** 2 + (10 * vw) ** 2 + w**2)
+    kf.freeze_size(mean, np.array([0]))  # both size rates
+    mean[0, 4:] = 1.0
+    kf.freeze_size(mean, np.array([0]))
+    np.testing.assert_allclose(mean[0, 4:], [1, 1, 0, 0])
+
+
+@pytest.mark.parametrize("kind", [KalmanFilter, KalmanFilterXYWH])
+def test_warp_moves_centres_and_velocities(kind):
+    kf = kind()
+    mean, cov = kf.initiate(kf.from_xyxy(np.array([[75.0, 150.0, 125.0, 250.0]])))
+    mean[0, 4:6] = [3.0, -1.0]
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])  # 90 degrees, then 10 px right
+    warped, warped_cov = kf.warp(mean, cov, np.column_stack([rotation, [10.0, 0.0]]))
+    np.testing.assert_allclose(warped[0, :2], [-200 + 10, 100])
+    np.testing.assert_allclose(warped[0, 4:6], [1, 3])
+    assert warped_cov[0, 0, 0] == pytest.approx(cov[0, 1, 1]) and warped_cov[0, 1, 1] == pytest.approx(cov[0, 0, 0])

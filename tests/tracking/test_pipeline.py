@@ -10,7 +10,7 @@ from detector.tracking.mot_io import read_mot
 from detector.tracking.motion import MotionDetector
 from detector.tracking.pipeline import detections_from_file, track_sequence
 from detector.tracking.sources import FrameSource
-from detector.tracking.tracker import ByteTracker
+from detector.tracking.tracker import BotSortTracker, ByteTracker
 
 TUD = shared_dir() / "data" / "mot" / "TUD-Campus"
 
@@ -143,3 +143,24 @@ def test_motion_detector_finds_a_moving_block(tmp_path):
     assert 38 <= best[1] <= 44 and 76 <= best[3] <= 82 and 84 <= best[0] <= 96 and 106 <= best[2] <= 114
     with pytest.raises(ValueError, match="no image for the motion detector"):
         detector(31, None)
+
+
+def test_the_pipeline_hands_frames_to_camera_motion_compensation(tmp_path):
+    # A camera panning 5 px right per frame over a textured scene with one standing person:
+    # with the frames the tracker sees the pan; the detections move with the image.
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(0, 256, (200, 400, 3)).astype(np.uint8), (0, 0), 2.0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), scene[:, 100 - 5 * i : 260 - 5 * i])
+
+    def detect(frame, image):
+        x = 60 + 5 * (frame - 1)
+        return np.array([[x, 40.0, x + 30, 120]]), np.array([0.9]), np.zeros(1, np.int64)
+
+    tracker = BotSortTracker()
+    run = track_sequence(FrameSource(folder), detect, tracker, tmp_path / "out", write_video=False, progress=False)
+    assert tracker.camera.previous is not None  # it was given the frames
+    assert set(run.rows[:, 1]) == {1}
+    np.testing.assert_allclose(run.rows[-1, 2], 60 + 5 * 5, atol=1.0)

@@ -1,5 +1,6 @@
-"""The ByteTrack-style tracker on synthetic scenes: ids survive crossings and occlusions, weak
-detections keep tracks alive, the life cycle follows its settings."""
+"""The trackers on synthetic scenes: ids survive crossings and occlusions, weak detections keep
+tracks alive, the life cycle follows its settings. Scenes every tracker must pass run for each
+registered one."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import pytest
 from detector.errors import ConfigError
 from detector.registry import TRACKERS
 from detector.tracking.postprocess import interpolate_gaps
-from detector.tracking.tracker import ByteTracker
+from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker
+
+ALL_TRACKERS = pytest.mark.parametrize("tracker_type", [ByteTracker, OCSortTracker, BotSortTracker])
 
 
 def box(cx, cy, w, h):
@@ -26,7 +29,12 @@ def run(tracker, frames):
     return out
 
 
-def test_crossing_pedestrians_keep_their_ids_through_a_ten_frame_occlusion():
+def test_every_tracker_is_registered():
+    assert {"ByteTracker", "OCSortTracker", "BotSortTracker"} <= set(TRACKERS.names())
+
+
+@ALL_TRACKERS
+def test_crossing_pedestrians_keep_their_ids_through_a_ten_frame_occlusion(tracker_type):
     # A walks right, B walks left, B nearer the camera (larger, lower). While they cross, A is
     # hidden behind B for 10 frames (no detection of A at all).
     frames = []
@@ -35,7 +43,7 @@ def test_crossing_pedestrians_keep_their_ids_through_a_ten_frame_occlusion():
         b = box(420 - 6 * t, 215, 50, 125)
         hidden = 25 <= t < 35
         frames.append(([] if hidden else [(a, 0.9)]) + [(b, 0.85)])
-    seen = run(ByteTracker(), frames)
+    seen = run(tracker_type(), frames)
     assert set(seen[0]) == {1, 2}
     a_id = min(seen[0], key=lambda i: seen[0][i][0])  # the left one is A
     b_id = 3 - a_id
@@ -50,20 +58,22 @@ def test_crossing_pedestrians_keep_their_ids_through_a_ten_frame_occlusion():
     assert all(set(s) <= {1, 2} for s in seen), "no new id was created"
 
 
-def test_low_score_detections_keep_a_followed_track():
+@ALL_TRACKERS
+def test_low_score_detections_keep_a_followed_track(tracker_type):
     frames = [[(box(100 + 5 * t, 200, 40, 100), 0.3 if 10 <= t < 15 else 0.9)] for t in range(25)]
-    byte = run(ByteTracker(), frames)
+    byte = run(tracker_type(), frames)
     assert all(list(s) == [1] for s in byte), "the second association follows the weak detections"
     # Without the second stage (only detections >= 0.5 are used) the track is lost while weak.
-    single = run(ByteTracker(low_threshold=0.5), frames)
+    single = run(tracker_type(low_threshold=0.5), frames)
     assert all(single[t] == {} for t in range(10, 15)) and list(single[15]) == [1]
 
 
-def test_weak_detections_neither_start_nor_revive_tracks():
+@ALL_TRACKERS
+def test_weak_detections_neither_start_nor_revive_tracks(tracker_type):
     frames = [[(box(100, 100, 30, 80), 0.4)] for _ in range(5)]
-    assert all(s == {} for s in run(ByteTracker(), frames))
+    assert all(s == {} for s in run(tracker_type(), frames))
     frames = [[(box(100, 100, 30, 80), 0.9)]] * 3 + [[]] * 3 + [[(box(100, 100, 30, 80), 0.4)]] * 3
-    seen = run(ByteTracker(), frames)
+    seen = run(tracker_type(), frames)
     assert [list(s) for s in seen] == [[1]] * 3 + [[]] * 6
 
 
@@ -80,12 +90,13 @@ def test_life_cycle_min_hits_and_max_age_in_frames_at_the_frame_rate():
     assert list(run(tracker, [[still]] * 3)[-1]) == [2]  # a new person gets the next id
 
 
-def test_a_single_false_detection_never_gets_an_id():
+@ALL_TRACKERS
+def test_a_single_false_detection_never_gets_an_id(tracker_type):
     frames = [[(box(100, 100, 40, 100), 0.9)]] * 3
     frames[1] = frames[1] + [(box(400, 300, 40, 100), 0.95)]
-    seen = run(ByteTracker(), frames)
+    seen = run(tracker_type(), frames)
     assert [sorted(s) for s in seen] == [[1], [1], [1]]
-    assert run(ByteTracker(), [[], [], []]) == [{}, {}, {}]
+    assert run(tracker_type(), [[], [], []]) == [{}, {}, {}]
 
 
 def test_classes_never_mix_and_untracked_classes_are_ignored():
@@ -98,11 +109,12 @@ def test_classes_never_mix_and_untracked_classes_are_ignored():
     assert all(list(s) == [1] for s in run(ByteTracker(), [[person, car]] * 5))  # persons only
 
 
-def test_tracks_follow_moving_boxes_closely():
+@ALL_TRACKERS
+def test_tracks_follow_moving_boxes_closely(tracker_type):
     frames = [[(box(50 + 8 * t, 100 + 3 * t, 40, 100), 0.9)] for t in range(40)]
-    seen = run(ByteTracker(), frames)
+    seen = run(tracker_type(), frames)
     np.testing.assert_allclose(seen[-1][1], box(50 + 8 * 39, 100 + 3 * 39, 40, 100), atol=1.0)
-    seen = run(ByteTracker(output_box="detection"), frames)
+    seen = run(tracker_type(output_box="detection"), frames)
     np.testing.assert_allclose(seen[-1][1], box(50 + 8 * 39, 100 + 3 * 39, 40, 100), atol=1e-9)
 
 
@@ -114,6 +126,27 @@ def test_bad_settings_and_inputs():
     with pytest.raises(ValueError, match="2 boxes, 1 scores"):
         ByteTracker().update(np.zeros((2, 4)), np.zeros(1))
     assert TRACKERS.build({"type": "ByteTracker", "max_age": 10}, "tracker").max_lost_frames == 10
+    with pytest.raises(ConfigError, match=r"tracker.motion: expected one of xyah, xywh, got 'xyz'"):
+        ByteTracker(motion="xyz")
+    with pytest.raises(ConfigError, match=r"tracker.camera_motion: expected one of sparse_flow, ecc or null"):
+        BotSortTracker(camera_motion="orb")
+    with pytest.raises(ConfigError, match=r"tracker.appearance_weight: 1.5; expected a number in \[0, 1\]"):
+        ByteTracker(appearance_weight=1.5)
+
+
+def test_unknown_or_mistyped_tracker_settings_name_the_key():
+    # The OC-SORT and BoT-SORT variants only change defaults, yet check keys like ByteTracker.
+    with pytest.raises(ConfigError, match=r"track.tracker.direction_wieght: OCSortTracker has no argument "
+                       r"'direction_wieght'; did you mean 'direction_weight'\?"):  # fmt: skip
+        TRACKERS.build({"type": "OCSortTracker", "direction_wieght": 0.3}, "track.tracker")
+    with pytest.raises(ConfigError, match=r"track.tracker.camera_motion: 3; expected a string or null"):
+        TRACKERS.check({"type": "BotSortTracker", "camera_motion": 3}, "track.tracker")
+    with pytest.raises(ConfigError, match=r"track.tracker.type: .*'BoTSORT'"):
+        TRACKERS.check({"type": "BoTSORT"}, "track.tracker")
+    tracker = TRACKERS.build({"type": "OCSortTracker", "min_hits": 2}, "track.tracker")
+    assert (tracker.min_hits, tracker.direction_weight, tracker.match_threshold) == (2, 0.2, 0.7)
+    bot = TRACKERS.build({"type": "BotSortTracker"}, "track.tracker")
+    assert type(bot.kalman).__name__ == "KalmanFilterXYWH" and bot.camera.method == "sparse_flow"
 
 
 def test_interpolate_gaps_by_hand():
