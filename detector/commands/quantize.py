@@ -1,11 +1,13 @@
 """INT8-quantize an exported ONNX detector: ``detector quantize MODEL.onnx CONFIG --out MODEL_int8.onnx``.
 
-``[--n 100] [--method minmax|entropy|percentile] [--sensitivity] [--keep-float K] [--set k=v ...]``.
+``[--n 100] [--method minmax|entropy|percentile] [--sensitivity] [--keep-float K]
+[--int8-box-predictions] [--set k=v ...]``.
 Calibrates on the first ``--n`` images of the config's training set (``data.train``), letterboxed
 as the model expects, and writes a static INT8 model in QDQ format with ONNX Runtime's
 quantization tools. ``--sensitivity`` first quantises each conv alone and prints the SQNR of the
 head's raw outputs against the float model on the next ``--eval-images`` training images (most
-sensitive first); ``--keep-float K`` leaves the K most sensitive convs in float.
+sensitive first); ``--keep-float K`` leaves the K most sensitive convs in float. The head's
+box/objectness prediction convs stay in float unless ``--int8-box-predictions``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--sensitivity", action="store_true", help="print each conv's sensitivity to INT8")
     parser.add_argument("--keep-float", type=int, default=0, metavar="K", help="keep the K most sensitive convs float")
     parser.add_argument("--eval-images", type=int, default=8, help="images the sensitivity is scored on (8)")
+    parser.add_argument("--int8-box-predictions", action="store_true",
+                        help="quantise the box/objectness prediction convs too (default: kept float)")  # fmt: skip
     add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             images = iter(calibration)
         else:
             images = (dataset.load_sample(i)["image"] for i in range(count))
-        path = quantize_int8(args.model, args.out, images, method=args.method, keep_float=keep)
+        path = quantize_int8(args.model, args.out, images, method=args.method, keep_float=keep,
+                             float_box_predictions=not args.int8_box_predictions)  # fmt: skip
         kept = f", {len(keep)} most sensitive convs in float" if keep else ""
         print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train{kept})")
         return 0

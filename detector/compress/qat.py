@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from detector.models.backbones.darknet import ResidualBlock
+from detector.models.heads.yolox_head import YOLOXHead
 from detector.models.layers import Bottleneck, ConvBNAct, bn_scale_shift
 
 #: uint8 activations, int8 weights restricted to +-127 (symmetric around an exact zero).
@@ -274,8 +275,11 @@ def prepare_qat(model: nn.Module, momentum: float = 0.01) -> nn.Module:
     for name, module in list(model.named_modules()):
         if isinstance(module, ConvBNAct):
             _replace(model, name, QuantConvBNAct(module, momentum))
+    box_predictions = tuple(f"head.{name}." for name in YOLOXHead.BOX_PREDICTIONS)
     for name, module in list(model.named_modules()):
-        if type(module) is nn.Conv2d:  # the prediction convs, folded re-parameterised convs
+        if type(module) is nn.Conv2d and not name.startswith(box_predictions):
+            # The class prediction convs, folded re-parameterised convs. Box predictions stay
+            # float, as PTQ keeps them (YOLOXHead.BOX_PREDICTIONS).
             _replace(model, name, QuantConv2d.from_conv(module, momentum))
         elif isinstance(module, nn.SiLU | nn.ReLU | nn.LeakyReLU | nn.ReLU6) and not _in_quant_block(model, name):
             _replace(model, name, quantized_activation(module, momentum))

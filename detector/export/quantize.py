@@ -22,6 +22,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from detector.data.transforms import letterbox
 from detector.export.align import sqnr_db, with_intermediate_outputs
 from detector.export.onnx import read_metadata
+from detector.models.heads.yolox_head import YOLOXHead
 from detector.utils.fileio import atomic_write
 
 
@@ -71,6 +72,12 @@ def with_activations(graph: onnx.ModelProto, convs: Sequence[str]) -> list[str]:
     return [*convs, *acts]
 
 
+def box_prediction_convs(graph: onnx.ModelProto) -> list[str]:
+    """The head's box/objectness prediction convs (``YOLOXHead.BOX_PREDICTIONS``) by node name."""
+    marks = [f"/head/{name}." for name in YOLOXHead.BOX_PREDICTIONS]
+    return [n.name for n in graph.graph.node if n.op_type == "Conv" and any(m in n.name for m in marks)]
+
+
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}  # fmt: skip
 
@@ -83,13 +90,16 @@ def quantize_int8(
     keep_float: Sequence[str] = (),
     only: Sequence[str] | None = None,
     calibration_cache: str | os.PathLike[str] | None = None,
+    float_box_predictions: bool = True,
 ) -> Path:
     """Quantize ``model_path`` (from ``export_onnx``) to INT8 QDQ at ``out_path``, calibrated on
     ``images``; ``method``: ``minmax``, ``entropy`` or ``percentile`` (ONNX Runtime's calibrators).
     ``keep_float``: convs left in float with their activations (besides the decode tail); ``only``: quantize just these
     nodes. ``calibration_cache``: a file of the activation ranges, written by the first call and
-    read (``images`` then unused, may be None) by the next ones on the same model. The metadata is
-    kept, with ``quantization`` added. Written atomically; returns ``out_path``."""
+    read (``images`` then unused, may be None) by the next ones on the same model.
+    ``float_box_predictions``: keep the head's box/objectness prediction convs in float (see
+    ``YOLOXHead.BOX_PREDICTIONS``). The metadata is kept, with ``quantization`` added. Written
+    atomically; returns ``out_path``."""
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"--method: expected one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     metadata = read_metadata(model_path)
@@ -101,6 +111,7 @@ def quantize_int8(
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
         quantized = Path(tmp) / "int8.onnx"
         graph = onnx.load(str(prepared))
+        box_float = box_prediction_convs(graph) if float_box_predictions and only is None else []
         quantize_static(
             str(prepared),
             str(quantized),
@@ -113,12 +124,13 @@ def quantize_int8(
             # The decode tail stays in float: exp, grid offsets and the concat of box pixels with
             # probabilities into one tensor share one scale per tensor, and 8 bits lose the
             # probabilities entirely (measured: mAP50-95 0.487 -> 0.260 with it quantized).
-            nodes_to_exclude=[*decode_tail(graph), *with_activations(graph, keep_float)],
+            nodes_to_exclude=[*decode_tail(graph), *with_activations(graph, keep_float), *box_float],
             nodes_to_quantize=list(only) if only is not None else None,
             calibration_cache_path=str(calibration_cache) if calibration_cache is not None else None,
         )
         proto = onnx.load(str(quantized))
         kept = f", {len(keep_float)} layers kept in float" if keep_float else ""
+        kept += ", box predictions in float" if box_float else ""
         metadata["quantization"] = f"int8 static QDQ, per-channel weights, {method} calibration{kept}"
         onnx.helper.set_model_props(proto, metadata)
         data = proto.SerializeToString()

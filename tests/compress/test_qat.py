@@ -32,7 +32,7 @@ from detector.engine.trainer import Trainer
 from detector.errors import ConfigError
 from detector.export import export_onnx
 from detector.export.align import scope_modules, with_intermediate_outputs
-from detector.export.quantize import quantize_int8
+from detector.export.quantize import box_prediction_convs, quantize_int8
 from detector.inference import load_detector
 from detector.utils.checkpoint import load_checkpoint
 
@@ -128,10 +128,20 @@ def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
     count = lambda m: collections.Counter(n.op_type for n in m.graph.node if n.op_type != "Transpose")  # noqa: E731
     assert count(qat) == count(ptq)
     assert count(qat)["QuantizeLinear"] > 300
-    # Stored as PTQ stores it: int8 weights, int32 biases, no float conv weights left.
+    # Stored as PTQ stores it: int8 weights, int32 biases; float weights only in the box
+    # prediction convs, which both keep in float.
     inits = {i.name: i for i in qat.graph.initializer}
     producer = {out: n for n in qat.graph.node for out in n.output}
-    for conv in (n for n in qat.graph.node if n.op_type == "Conv"):
+    float_convs = [n.name for n in qat.graph.node if n.op_type == "Conv" and n.input[1] in inits]
+    assert (
+        sorted(float_convs)
+        == sorted(box_prediction_convs(qat))
+        == [f"/model/head/box_obj_preds.{i}/Conv" for i in range(3)]
+    )
+    assert sorted(
+        n.name for n in ptq.graph.node if n.op_type == "Conv" and n.input[1] in {i.name for i in ptq.graph.initializer}
+    ) == sorted(float_convs)
+    for conv in (n for n in qat.graph.node if n.op_type == "Conv" and n.name not in float_convs):
         weight_dq, bias_dq = producer[conv.input[1]], producer[conv.input[2]]
         assert inits[weight_dq.input[0]].data_type == onnx.TensorProto.INT8
         assert inits[bias_dq.input[0]].data_type == onnx.TensorProto.INT32
@@ -140,7 +150,7 @@ def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
     qat_ops, ptq_ops = optimized_op_types(tmp / "qat.onnx", tmp), optimized_op_types(tmp / "ptq.onnx", tmp)
     del qat_ops["Transpose"], ptq_ops["Transpose"]
     assert qat_ops == ptq_ops
-    assert qat_ops["QLinearConv"] == count(qat)["Conv"] and qat_ops["QLinearSigmoid"] > 100
+    assert qat_ops["QLinearConv"] == count(qat)["Conv"] - 3 and qat_ops["QLinearSigmoid"] > 100
 
 
 def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
@@ -154,7 +164,8 @@ def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
     reader = {name: n for n in graph.graph.node for name in n.input}
     names = {name for name, _ in model.named_modules()}
     convs = {}  # module -> (ORT input tensor, ORT output tensor after its QDQ pair, output step)
-    for node in (n for n in graph.graph.node if n.op_type == "Conv"):
+    float_convs = box_prediction_convs(graph)
+    for node in (n for n in graph.graph.node if n.op_type == "Conv" and n.name not in float_convs):
         dequantized = reader[reader[node.output[0]].output[0]]
         convs[scope_modules(node.name, names)[-1][0]] = (node.input[0], dequantized.output[0],
                                                          float(values[dequantized.input[1]]))  # fmt: skip

@@ -12,7 +12,7 @@ from conftest import REPO
 from detector import build_model, load_config
 from detector.data.synthetic import CLASS_NAMES, generate_synthetic_coco, render_image
 from detector.export import export_onnx, read_metadata
-from detector.export.quantize import decode_tail, quantize_int8
+from detector.export.quantize import box_prediction_convs, decode_tail, quantize_int8
 from detector.inference import OnnxPredictor
 
 
@@ -34,6 +34,15 @@ def test_int8_model_is_qdq_with_a_float_decode_tail(tmp_path):
     assert all(producers[i].op_type != "DequantizeLinear" for i in last.input if i in producers)
     meta = read_metadata(int8)
     assert meta["imgsz"] == "128,128" and meta["quantization"].startswith("int8 static QDQ")
+    # The box/objectness prediction convs stay float (their weights are plain initializers);
+    # every other conv reads int8 weights through a DequantizeLinear.
+    initializers = {i.name for i in proto.graph.initializer}
+    float_convs = sorted(n.name for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in initializers)
+    assert float_convs == sorted(box_prediction_convs(proto)) and len(float_convs) == 3
+    assert meta["quantization"].endswith("box predictions in float")
+    everything = onnx.load(str(quantize_int8(fp32, tmp_path / "all.onnx", images, float_box_predictions=False)))
+    plain = {i.name for i in everything.graph.initializer}
+    assert not [n for n in everything.graph.node if n.op_type == "Conv" and n.input[1] in plain]
     x = np.stack([im[:128, :128].transpose(2, 0, 1) for im in images]).astype(np.float32)[:1]
     a = ort.InferenceSession(str(fp32)).run(None, {"images": x})[0]
     b = ort.InferenceSession(str(int8)).run(None, {"images": x})[0]
