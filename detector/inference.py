@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.compress.qat import prepare_qat
+from detector.compress.qat import drop_box_prediction_quantisers, prepare_qat
 from detector.config_sections import parse_config
 from detector.data.transforms import letterbox, to_hw
 from detector.errors import ConfigError
@@ -109,9 +109,11 @@ def load_detector(
         if qat and qat.get("enabled") and not cfg.get("qat", {}).get("enabled"):
             cfg = {**cfg, "qat": qat}  # the fake-quantised layout belongs to the weights too
         model = build_model(cfg)
+        state = ckpt["model"]
         if parse_config(cfg).qat.enabled:
             model = prepare_qat(model, parse_config(cfg).qat.range_momentum)
-        model.load_state_dict(ckpt["model"])
+            state = drop_box_prediction_quantisers(state)
+        model.load_state_dict(state)
     elif cfg is not None:
         model = load_yolox_weights(build_model(cfg), ckpt)
     else:

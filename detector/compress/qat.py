@@ -25,6 +25,7 @@ default calibrator) and follow the training batches by an exponential moving ave
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -34,6 +35,8 @@ from torch import nn
 from detector.models.backbones.darknet import ResidualBlock
 from detector.models.heads.yolox_head import YOLOXHead
 from detector.models.layers import Bottleneck, ConvBNAct, bn_scale_shift
+
+logger = logging.getLogger(__name__)
 
 #: uint8 activations, int8 weights restricted to +-127 (symmetric around an exact zero).
 ACT_QMIN, ACT_QMAX = 0, 255
@@ -289,6 +292,16 @@ def prepare_qat(model: nn.Module, momentum: float = 0.01) -> nn.Module:
         elif isinstance(module, nn.MaxPool2d) or (isinstance(module, nn.Upsample) and module.mode == "nearest"):
             module.register_forward_hook(_keep_grid)
     return model
+
+
+def drop_box_prediction_quantisers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (a QAT model's state dict) without quantiser ranges of the box prediction convs:
+    checkpoints made before those convs were kept in float (2026-12-02) load, the convs in float."""
+    marks = tuple(f"head.{name}." for name in YOLOXHead.BOX_PREDICTIONS)
+    stale = [k for k in state if k.startswith(marks) and "_quant." in k]
+    if stale:
+        logger.warning("%d quantiser ranges of the box prediction convs ignored: they run in float now", len(stale))
+    return {k: v for k, v in state.items() if k not in stale}
 
 
 def _in_quant_block(model: nn.Module, name: str) -> bool:

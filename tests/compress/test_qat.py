@@ -20,6 +20,7 @@ from detector.compress.qat import (
     ActivationQuantizer,
     QuantConv2d,
     calibrate,
+    drop_box_prediction_quantisers,
     fake_quantize_bias,
     fake_quantize_weight,
     is_quantization_aware,
@@ -223,6 +224,23 @@ def test_quantisers_follow_training_and_gradients_reach_every_conv():
     # BatchNorms are folded on the fly: their scale and shift train, their statistics stay.
     bn = model.backbone.stem.conv.bn
     assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
+
+
+def test_box_predictions_stay_float_and_older_checkpoints_still_load(caplog):
+    model = prepare_qat(spread_model()[1])
+    box = [m for name, m in model.named_modules() if name.startswith("head.box_obj_preds.")]
+    assert len(box) == 3 and all(type(m) is torch.nn.Conv2d for m in box)  # not QuantConv2d
+    assert all(isinstance(model.head.cls_preds[i], QuantConv2d) for i in range(3))
+    # A checkpoint from before (2026-12-02) also holds ranges for those convs: dropped, with a warning.
+    state = dict(model.state_dict())
+    stale = {
+        f"head.box_obj_preds.0.{q}_quant.{k}": torch.zeros(())
+        for q in ("input", "output")
+        for k in ("min_val", "max_val")
+    }
+    kept = drop_box_prediction_quantisers({**state, **stale})
+    assert kept.keys() == state.keys() and "4 quantiser ranges of the box prediction convs ignored" in caplog.text
+    model.load_state_dict(kept)
 
 
 def test_config_errors():
