@@ -1,7 +1,8 @@
 """Our trackers against SORT, supervision's ByteTrack and BoxMOT's motion-only trackers on
 identical detections, all scored by the same code (motmetrics at IoU 0.5, HOTA by TrackEval),
 online (tracks as emitted) and offline (gaps up to 20 frames interpolated, the same step for
-every tracker), and tracker throughput.
+every tracker; ours also writes each track's detections from before its confirmation,
+``track.backfill``, which the peers do not offer), and tracker throughput.
 
     python bench/track_bench.py [--parts select report] [--seeds 0 1 2] [--repeats 10]
 
@@ -83,13 +84,15 @@ def tracker_config(config: str, overrides: list[str]) -> dict:
     return dict(parse_config(load_config(config, overrides)).track.tracker)
 
 
-def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> np.ndarray:
-    """Online result rows of our tracker built from ``config`` on ``sequence``."""
+def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Result rows of our tracker built from ``config`` on ``sequence``: online (as emitted) and
+    with the detections from before each track's confirmation added (``track.backfill``; the
+    offline result before interpolation)."""
     source = FrameSource(sequence)
     tracker = TRACKERS.build(tracker_config(config, overrides), "track.tracker", frame_rate=source.frame_rate)
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
-                         write_video=False, interpolate=False, progress=False)  # fmt: skip
-    return run.rows
+                         write_video=False, interpolate=False, backfill=True, progress=False)  # fmt: skip
+    return run.online_rows, run.rows
 
 
 def run_peers(sequence: Path, out: Path, repeats: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -109,8 +112,11 @@ def run_peers(sequence: Path, out: Path, repeats: int = 1) -> tuple[dict[str, np
     return rows, seconds
 
 
-def offline(rows: np.ndarray) -> np.ndarray:
-    return interpolate_gaps(rows[:, :7], max_gap=OFFLINE_GAP)
+def online_offline(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[dict, dict]:
+    """Scores of ``runs`` (gt, online rows, rows before interpolation) online and offline (gaps
+    up to ``OFFLINE_GAP`` frames interpolated)."""
+    online = score([(gt, rows) for gt, rows, _ in runs])
+    return online, score([(gt, interpolate_gaps(rows[:, :7], max_gap=OFFLINE_GAP)) for gt, _, rows in runs])
 
 
 def concatenate(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,32 +167,34 @@ def gt_of(sequence: Path) -> np.ndarray:
 
 
 def select(args: argparse.Namespace) -> None:
-    sequences = simulated(args.out / "sims", "walkers", args.seeds)
-    per_seed: dict[str, dict[int, list]] = {label: {s: [] for s in args.seeds} for label in CANDIDATES}
+    seeds = args.select_seeds
+    sequences = simulated(args.out / "sims", "walkers", seeds)
+    per_seed: dict[str, dict[int, list]] = {label: {s: [] for s in seeds} for label in CANDIDATES}
     for paths in sequences.values():
-        for seed, sequence in zip(args.seeds, paths, strict=True):
+        for seed, sequence in zip(seeds, paths, strict=True):
             for label, (config, overrides) in CANDIDATES.items():
                 rows = run_ours(sequence, config, overrides, args.out / "tmp")
-                per_seed[label][seed].append((gt_of(sequence), rows))
+                per_seed[label][seed].append((gt_of(sequence), *rows))
     print("Selection on simulated random walkers (all scenarios): mean of MOTA, IDF1 and HOTA, online / offline")
     print()
-    print("| candidate | " + " | ".join(f"seed {100 + s}" for s in args.seeds) + " | all |")
-    print("|---|" + "---:|" * (len(args.seeds) + 1))
+    print("| candidate | " + " | ".join(f"seed {100 + s}" for s in seeds) + " | all |")
+    print("|---|" + "---:|" * (len(seeds) + 1))
     value: dict[str, dict[int, float]] = {}
     for label in CANDIDATES:
         cells = []
         value[label] = {}
-        for seed in args.seeds:
+        for seed in seeds:
             pairs = per_seed[label][seed]
-            on, off = score(pairs), score([(g, offline(r)) for g, r in pairs])
+            on, off = online_offline(pairs)
             value[label][seed] = (mean3(on) + mean3(off)) / 2
             cells.append(f"{mean3(on):.3f} / {mean3(off):.3f}")
-        every = [p for s in args.seeds for p in per_seed[label][s]]
-        cells.append(f"{mean3(score(every)):.3f} / {mean3(score([(g, offline(r)) for g, r in every])):.3f}")
+        every = [p for s in seeds for p in per_seed[label][s]]
+        on, off = online_offline(every)
+        cells.append(f"{mean3(on):.3f} / {mean3(off):.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
-    for held in args.seeds:
-        rest = [s for s in args.seeds if s != held]
+    for held in seeds:
+        rest = [s for s in seeds if s != held]
         chosen = max(CANDIDATES, key=lambda label: statistics.mean(value[label][s] for s in rest))
         best = max(CANDIDATES, key=lambda label: value[label][held])
         print(f"- fold without seed {100 + held}: chose {chosen} ({value[chosen][held]:.3f} on the held-out seed; "
@@ -205,10 +213,10 @@ def report(args: argparse.Namespace) -> None:
             gt = gt_of(sequence)
             for label, (config, overrides) in ours.items():
                 rows = run_ours(sequence, config, overrides, args.out / "tmp")
-                results.setdefault(label, {}).setdefault(group, []).append((gt, rows))
+                results.setdefault(label, {}).setdefault(group, []).append((gt, *rows))
             peer_rows, _ = run_peers(sequence, args.out / "peers" / sequence.name)
             for name, rows in peer_rows.items():
-                results.setdefault(name, {}).setdefault(group, []).append((gt, rows))
+                results.setdefault(name, {}).setdefault(group, []).append((gt, rows, rows))
     speeds = {label: our_speed(tud, config, overrides, args.repeats) for label, (config, overrides) in ours.items()}
     _, seconds = run_peers(tud, args.out / "peers" / "speed", args.repeats)
     frames = int(read_seqinfo(tud / "seqinfo.ini")["seqLength"])
@@ -221,7 +229,7 @@ def report(args: argparse.Namespace) -> None:
         print("|---|" + "---:|" * 10)
         for label, by_group in results.items():
             pairs = [p for g in group_names for p in by_group[g]]
-            on, off = score(pairs), score([(g, offline(r)) for g, r in pairs])
+            on, off = online_offline(pairs)
             print(f"| {label} | {on['mota']:.3f} | {on['idf1']:.3f} | {on.get('hota', float('nan')):.3f} | "
                   f"{on['num_switches']} | {on['num_false_positives']} | {on['num_misses']} | {off['mota']:.3f} | "
                   f"{off['idf1']:.3f} | {off.get('hota', float('nan')):.3f} | {speeds[label]:.0f} |")  # fmt: skip
@@ -257,7 +265,10 @@ def our_speed(sequence: Path, config: str, overrides: list[str], repeats: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["select", "report"], choices=["select", "report"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="report: simulation seeds")
+    parser.add_argument(
+        "--select-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5], help="select: random-walker seeds (100 + s)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timing runs (median)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "track_bench")
     args = parser.parse_args()

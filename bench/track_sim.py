@@ -15,6 +15,10 @@ and depth, some pausing or turning). Then, per frame, ``simulate``:
 * false positives: ``false_positives`` per frame on average (Poisson), person-shaped boxes at
   random places with Beta(2, 4) scores (mostly low, one in ten above 0.6), and ``clutter``
   static objects (a pole, a sign) detected in 80 % of the frames at 0.3-0.8;
+* stray boxes on people (the false positives a detector's NMS leaves, which move with the
+  people and so can grow into tracks): with probability ``strays`` per detected person and
+  frame, one more box at 0.3-0.8, either on the upper half of that person or, when another
+  detected person overlaps them, around both;
 * camera shake: the whole image moves by a random walk with ``shake`` px steps and occasional
   jolts of 4 x that; gt and detections move with it, and frames are rendered (a smooth random
   texture with each person as a coloured box) so camera-motion compensation has images.
@@ -44,16 +48,17 @@ class Corruption:
     clutter: int = 1
     shake: float = 0.0
     hidden: float = 0.25
+    strays: float = 0.05
 
 
 #: Named scenarios: each stresses one thing, ``mixed`` all of them moderately.
 SCENARIOS = {
     "clean": Corruption(miss=0.05, low_score=0.05, false_positives=0.2, clutter=0),
     "misses": Corruption(miss=0.3),
-    "false_positives": Corruption(false_positives=2.0, clutter=2),
+    "false_positives": Corruption(false_positives=2.0, clutter=2, strays=0.15),
     "low_scores": Corruption(low_score=0.4),
     "shake": Corruption(shake=3.0),
-    "mixed": Corruption(miss=0.2, low_score=0.25, false_positives=1.0, clutter=1, shake=2.0),
+    "mixed": Corruption(miss=0.2, low_score=0.25, false_positives=1.0, clutter=1, shake=2.0, strays=0.1),
 }
 
 
@@ -151,6 +156,7 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
         inside = (boxes[:, 0] < WIDTH) & (boxes[:, 0] + boxes[:, 2] > 0) & (boxes[:, 1] < HEIGHT) & (
             boxes[:, 1] + boxes[:, 3] > 0)  # fmt: skip
         visibility = _visibility(boxes)
+        detected = []
         for i, b, v, ok in zip(ids, boxes, visibility, inside, strict=True):
             if not ok or v < 0.1:
                 continue
@@ -161,6 +167,18 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
             score = rng.uniform(0.15, 0.55) if low else rng.uniform(0.6, 1.0)
             noisy = b + rng.normal(0, corruption.jitter, 4) * [b[2], b[3], b[2], b[3]]
             det_rows.append([frame, -1, *noisy, score])
+            detected.append(b)
+        for k, b in enumerate(detected):
+            if rng.random() >= corruption.strays:
+                continue
+            others = [o for j, o in enumerate(detected) if j != k and o[0] < b[0] + b[2] and b[0] < o[0] + o[2]]
+            if others and rng.random() < 0.5:
+                o = others[int(rng.integers(len(others)))]
+                x1, y1 = min(b[0], o[0]), min(b[1], o[1])
+                stray = [x1, y1, max(b[0] + b[2], o[0] + o[2]) - x1, max(b[1] + b[3], o[1] + o[3]) - y1]
+            else:
+                stray = [b[0], b[1], b[2], b[3] * rng.uniform(0.4, 0.6)]
+            det_rows.append([frame, -1, *stray, rng.uniform(0.3, 0.8)])
         for _ in range(rng.poisson(corruption.false_positives)):
             h = rng.uniform(60, 280)
             det_rows.append([frame, -1, rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h,

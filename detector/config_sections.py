@@ -150,6 +150,7 @@ class TrackConfig:
 
     tracker: dict[str, Any] | None = setting(None, "the tracker: a config with a 'type' (e.g. ByteTracker)")
     interpolate: bool = setting(True, "fill the gaps the tracker bridged in results.txt (offline, as ByteTrack)")
+    backfill: bool = setting(True, "add each track's detections from before its confirmation to results.txt (offline)")
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")

@@ -60,10 +60,11 @@ def detections_from_predictor(predictor: Any) -> Detect:
 @dataclasses.dataclass
 class TrackingRun:
     """What ``track_sequence`` did: ``rows`` ``[N, 7]`` (frame, id, x, y, w, h, score) as written,
-    ``frames`` tracked, ``tracker_seconds`` spent in the tracker alone, ``seconds`` in all, and
-    the paths written."""
+    ``online_rows`` the same as the tracker emitted them frame by frame, ``frames`` tracked,
+    ``tracker_seconds`` spent in the tracker alone, ``seconds`` in all, and the paths written."""
 
     rows: np.ndarray
+    online_rows: np.ndarray
     frames: int
     tracker_seconds: float
     seconds: float
@@ -96,6 +97,7 @@ def track_sequence(
     out_dir: str | os.PathLike[str],
     write_video: bool = True,
     interpolate: bool = True,
+    backfill: bool = True,
     trail: int = 30,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
@@ -104,7 +106,9 @@ def track_sequence(
     and the source has images, ``out_dir/annotated.mp4`` (boxes, ids, ``trail`` frames of trail).
 
     ``interpolate``: fill the gaps the tracker bridged (at most its ``max_age``) in the results
-    file by linear interpolation (``interpolate_gaps``); the video shows the online tracks.
+    file by linear interpolation (``interpolate_gaps``); ``backfill``: add each track's detections
+    from the frames before it was confirmed (``Tracks.earlier``). The video shows the online
+    tracks.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +118,7 @@ def track_sequence(
     trails: dict[int, deque] = {}
     last_seen: dict[int, int] = {}
     rows: list[np.ndarray] = []
+    earlier: list[np.ndarray] = []
     tracker.reset()
     tracker_seconds, start, frames = 0.0, time.perf_counter(), 0
     bar = tqdm(total=source.num_frames or None, desc="tracking", unit="frame", disable=not progress, dynamic_ncols=True)
@@ -127,6 +132,9 @@ def track_sequence(
             if len(tracks):
                 xywh = xyxy_to_mot_xywh(tracks.boxes)
                 rows.append(np.column_stack([np.full(len(tracks), frame), tracks.ids, xywh, tracks.scores]))
+            if len(tracks.earlier):
+                past = tracks.earlier
+                earlier.append(np.column_stack([past[:, :2], xyxy_to_mot_xywh(past[:, 2:6]), past[:, 6]]))
             if video_path is not None and image is not None:
                 _update_trails(trails, last_seen, tracks, frame, trail)
                 if writer is None:
@@ -134,7 +142,9 @@ def track_sequence(
                 writer.write(draw_tracks(image, tracks, trails, class_names))
             bar.update(1)
             bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} fps, {len(tracks)} tracks")
-        results = np.concatenate(rows) if rows else np.zeros((0, 7))
+        online = np.concatenate(rows) if rows else np.zeros((0, 7))
+        results = np.concatenate([online, *earlier]) if backfill else online
+        results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
             results = interpolate_gaps(results, max_gap=tracker.max_lost_frames + 1)
         results_path = write_mot_results(out / "results.txt", results)
@@ -151,7 +161,7 @@ def track_sequence(
         os.replace(partial, video_path)
     else:
         video_path = None
-    return TrackingRun(results, frames, tracker_seconds, time.perf_counter() - start, results_path, video_path)
+    return TrackingRun(results, online, frames, tracker_seconds, time.perf_counter() - start, results_path, video_path)
 
 
 def _update_trails(trails: dict[int, deque], last_seen: dict[int, int], tracks: Tracks, frame: int, trail: int) -> None:

@@ -32,12 +32,16 @@ KALMAN_FILTERS = {"xyah": KalmanFilter, "xywh": KalmanFilterXYWH}
 @dataclasses.dataclass
 class Tracks:
     """Tracks of one frame: ``boxes`` ``[K, 4]`` xyxy pixels, ``ids`` ``[K]`` int64 (from 1),
-    ``scores`` ``[K]`` (the matched detection's), ``labels`` ``[K]`` int64."""
+    ``scores`` ``[K]`` (the matched detection's), ``labels`` ``[K]`` int64. ``earlier``: ``[M, 7]``
+    frame, id, x1, y1, x2, y2, score: the detections of the tracks confirmed in this frame from
+    the frames before their confirmation (at most ``min_hits - 1`` per track), which only an
+    offline result can still show."""
 
     boxes: np.ndarray
     ids: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
+    earlier: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 7)))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -182,7 +186,7 @@ class ByteTracker:
         self.reset()
 
     _ARRAYS = ("mean", "cov", "ids", "state", "hits", "missed", "scores", "labels", "det_boxes", "obs_boxes",
-               "obs_frames", "obs_mean", "obs_cov", "velocity", "embeddings")  # fmt: skip
+               "obs_frames", "obs_mean", "obs_cov", "velocity", "embeddings", "early")  # fmt: skip
 
     def reset(self) -> None:
         """Forget every track and restart ids at 1 (a new sequence)."""
@@ -205,6 +209,9 @@ class ByteTracker:
         self.obs_cov = np.zeros((0, 8, 8))
         self.velocity = np.zeros((0, 2))
         self.embeddings = np.zeros((0, 0))  # [N, D] once a ReID has embedded something; zero rows: none yet
+        # A tentative track's detections (x1, y1, x2, y2, score) before the one that confirms it.
+        self.early = np.zeros((0, self.min_hits - 1, 5))
+        self._earlier: list[np.ndarray] = []
         if self.camera is not None:
             self.camera.reset()
 
@@ -279,6 +286,9 @@ class ByteTracker:
             self._observe(tracks, boxes[dets])
         if features is not None:
             self._embed(tracks, features[dets], scores[dets] >= self.high_threshold)
+        slot = self.hits[tracks]
+        early = (self.state[tracks] == TENTATIVE) & (slot < self.min_hits - 1)
+        self.early[tracks[early], slot[early]] = np.column_stack([boxes[dets[early]], scores[dets[early]]])
         self.hits[tracks] += 1
         self.missed[tracks] = 0
         self.scores[tracks] = scores[dets]
@@ -325,6 +335,11 @@ class ByteTracker:
         self.ids[new] = np.arange(self.next_id, self.next_id + len(new))
         self.next_id += len(new)
         self.state[tracks] = CONFIRMED
+        for row in new:
+            count = int(self.hits[row]) - 1  # consecutive hits before this frame's
+            if count > 0:
+                frames = self.frame - count + np.arange(count)
+                self._earlier.append(np.column_stack([frames, np.full(count, self.ids[row]), self.early[row, :count]]))
 
     def _follow_camera(self, image: np.ndarray) -> None:
         """Move every track by the camera's motion since the previous frame."""
@@ -420,7 +435,9 @@ class ByteTracker:
 
         shown = np.flatnonzero((self.state == CONFIRMED) & (self.missed == 0))
         out_boxes = self.kalman.to_xyxy(self.mean[shown]) if self.output_box == "kalman" else self.det_boxes[shown]
-        return Tracks(out_boxes, self.ids[shown].copy(), self.scores[shown].copy(), self.labels[shown].copy())
+        earlier = np.concatenate(self._earlier) if self._earlier else np.zeros((0, 7))
+        self._earlier = []
+        return Tracks(out_boxes, self.ids[shown].copy(), self.scores[shown].copy(), self.labels[shown].copy(), earlier)
 
     def _keep(self, keep: np.ndarray) -> None:
         for name in self._ARRAYS:
@@ -440,7 +457,10 @@ class ByteTracker:
             "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "scores": scores[dets],
             "labels": labels[dets], "det_boxes": boxes[dets], "obs_boxes": obs_boxes, "obs_frames": obs_frames,
             "obs_mean": mean, "obs_cov": cov, "velocity": np.zeros((n, 2)),
+            "early": np.zeros((n, self.min_hits - 1, 5)),
         }  # fmt: skip
+        if self.min_hits > 1:
+            new["early"][:, 0] = np.column_stack([boxes[dets], scores[dets]])
         if self.embeddings.shape[1] or features is not None:
             width = self.embeddings.shape[1] or features.shape[1]
             rows = np.zeros((n, width))

@@ -126,8 +126,9 @@ def test_frames_without_detections_and_sequences_that_start_empty(tmp_path):
     )
     done = track_sequence(FrameSource(seq), detections_from_file(dets), ByteTracker(), tmp_path / "out", progress=False)
     assert done.frames == 12
-    # Confirmed at frame 6, lost in 7 and 8, found in 9: the gap is interpolated.
-    np.testing.assert_array_equal(done.rows[:, 0], [6, 7, 8, 9])
+    # Started at 5, confirmed at 6 (frame 5 backfilled), lost in 7 and 8, found in 9: the gap is interpolated.
+    np.testing.assert_array_equal(done.rows[:, 0], [5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(done.online_rows[:, 0], [6, 9])
     assert set(done.rows[:, 1].tolist()) == {1}
 
 
@@ -164,3 +165,25 @@ def test_the_pipeline_hands_frames_to_camera_motion_compensation(tmp_path):
     assert tracker.camera.previous is not None  # it was given the frames
     assert set(run.rows[:, 1]) == {1}
     np.testing.assert_allclose(run.rows[-1, 2], 60 + 5 * 5, atol=1.0)
+
+
+def test_backfill_adds_the_frames_before_each_confirmation_to_the_results(tmp_path):
+    detect = detections_from_file(TUD / "det" / "det.txt")
+    runs = {
+        flag: track_sequence(FrameSource(TUD), detect, ByteTracker(frame_rate=25), tmp_path / str(flag),
+                             interpolate=False, backfill=flag, progress=False)
+        for flag in (False, True)
+    }  # fmt: skip
+    plain, filled = runs[False], runs[True]
+    np.testing.assert_array_equal(plain.rows, plain.online_rows)
+    np.testing.assert_array_equal(filled.online_rows, plain.online_rows)
+    added = len(filled.rows) - len(plain.rows)
+    # min_hits 2: one frame per track not confirmed on the first frame
+    first_frame_ids = set(plain.rows[plain.rows[:, 0] == 1, 1].astype(int))
+    later = set(plain.rows[:, 1].astype(int)) - first_frame_ids
+    assert added == len(later) > 0
+    for track_id in later:
+        rows = filled.rows[filled.rows[:, 1] == track_id]
+        assert rows[0, 0] == plain.rows[plain.rows[:, 1] == track_id][0, 0] - 1
+    keys = filled.rows[:, 0] * 1000 + filled.rows[:, 1]
+    assert (np.diff(keys) > 0).all()  # sorted by frame then id, no duplicates

@@ -165,3 +165,32 @@ def test_interpolate_gaps_by_hand():
     assert out[:, 0].tolist() == sorted(out[:, 0].tolist())
     np.testing.assert_array_equal(interpolate_gaps(rows, max_gap=0), rows[np.lexsort((rows[:, 1], rows[:, 0]))])
     assert interpolate_gaps(np.zeros((0, 7))).shape == (0, 7)
+
+
+@pytest.mark.parametrize("min_hits", [1, 2, 3])
+def test_a_confirmed_track_reports_its_detections_from_before_confirmation(min_hits):
+    tracker = ByteTracker(min_hits=min_hits)
+    walking = [box(100 + 5 * f, 200, 40, 100) for f in range(5)]
+    tracker.update(np.zeros((0, 4)), np.zeros(0))  # frame 1 empty: no first-frame confirmation
+    earlier = []
+    for f, b in enumerate(walking):
+        tracks = tracker.update(np.array([b]), np.array([0.8 + 0.01 * f]))
+        earlier.append(tracks.earlier)
+        if f == min_hits - 1:
+            assert list(tracks.ids) == [1]
+    confirming = earlier[min_hits - 1]
+    # frames 2.. (the track's first frames), id 1, the detections' boxes and scores
+    expected = [[2 + f, 1, *walking[f], 0.8 + 0.01 * f] for f in range(min_hits - 1)]
+    np.testing.assert_allclose(confirming.reshape(-1, 7), np.array(expected).reshape(-1, 7))
+    assert all(len(e) == 0 for i, e in enumerate(earlier) if i != min_hits - 1)
+
+
+def test_tracks_confirmed_on_the_first_frame_or_dropped_report_nothing_earlier():
+    tracker = ByteTracker(min_hits=3)
+    first = tracker.update(np.array([box(100, 200, 40, 100)]), np.array([0.9]))
+    assert list(first.ids) == [1] and first.earlier.shape == (0, 7)
+    blink = [box(400, 300, 40, 100)]
+    for frames in ([blink, blink, []], [blink]):  # a tentative track that misses is dropped
+        for dets in frames:
+            out = tracker.update(np.array(dets).reshape(-1, 4), np.full(len(dets), 0.9))
+            assert out.earlier.shape == (0, 7)
