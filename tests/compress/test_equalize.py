@@ -1,6 +1,7 @@
-"""Cross-layer equalisation: the float outputs of ReLU models kept (within 1e-5), each pair's
-channel ranges made equal, bias absorption moving only what ReLU lets through, SiLU pairs left
-alone unless asked for (and then the outputs change), and the exported ONNX of an equalised model."""
+"""Cross-layer equalisation: the outputs of ReLU and LeakyReLU models kept (within 1e-10 of the
+largest, in float64), each pair's channel ranges made equal, bias absorption moving only what
+ReLU lets through, SiLU pairs left alone unless asked for (and then the outputs change), and the
+exported ONNX of an equalised model."""
 
 import copy
 
@@ -26,20 +27,23 @@ def raw(model, x):
 @pytest.mark.parametrize("depthwise", [True, False])
 def test_homogeneous_pairs_keep_outputs_and_get_equal_ranges(act, depthwise):
     _, model = act_model(act, depthwise)
+    # In float64: the rescaling is exact in arithmetic, while float32 kernels round differently
+    # on different CPUs (1.2e-5 of the largest output with LeakyReLU on one AVX-512 Xeon).
+    model = model.double()
     pairs = list(equalization_pairs(model))
     # Depthwise-separable blocks, bottlenecks and the head's towers (3 levels x 2 towers).
     names = [name for name, _, _ in pairs]
     assert any(n.endswith(".conv1") for n in names) and sum(n.startswith("head.") for n in names) >= 6
     if depthwise:
         assert any(n.endswith(".dconv") for n in names)
-    x = torch.rand(2, 3, 96, 128) * 255
+    x = torch.rand(2, 3, 96, 128, dtype=torch.float64) * 255
     before = raw(model, x)
     equalised = copy.deepcopy(model)
     report = cross_layer_equalize(equalised, activations=(act,), absorb_bias=False)
     assert report.pairs == len(pairs) and report.skipped == 0
     assert report.spread_after < report.spread_before / 3
     after = raw(equalised, x)
-    assert (after - before).abs().max() <= 1e-5 * before.abs().max()
+    assert (after - before).abs().max() <= 1e-10 * before.abs().max()
     # Every pair's ranges meet: r1_i = r2_i (after the last sweep, up to the chains' coupling).
     for _, first, second in equalization_pairs(equalised):
         r1, r2 = _output_ranges(first.conv.weight), _input_ranges(second.conv.weight, second.conv.groups)
