@@ -4,6 +4,8 @@ matching the fake-quantised PyTorch model within one quantisation step, gradient
 rounding, and the workflow through the trainer, ``load_detector`` and ``detector export``."""
 
 import collections
+import platform
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -157,8 +159,9 @@ def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
 def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
     """Each conv, given the input ONNX Runtime's INT8 graph gave it, outputs what the INT8 conv
     did within one quantisation step of its output (exact but for rounding ties: the export
-    holds the very integers the fake quantisers round to). End to end, a rare tie that rounds
-    the other way moves one value by a step, and the layers after it carry that on."""
+    holds the very integers the fake quantisers round to; on x86 CPUs without VNNI, ORT's own
+    kernel saturates on a few convs). End to end, a rare tie that rounds the other way moves one
+    value by a step, and the layers after it carry that on."""
     tmp, model, images = exported
     graph = onnx.load(str(tmp / "qat.onnx"))
     values = {i.name: onnx.numpy_helper.to_array(i) for i in graph.graph.initializer}
@@ -204,8 +207,24 @@ def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
         for handle in handles:
             handle.remove()
     assert len(steps_off) == len(convs)
-    assert max(steps_off.values()) <= 1.001, max(steps_off.items(), key=lambda kv: kv[1])
     assert sum(v > 0.001 for v in steps_off.values()) < len(convs) / 2  # most are exact
+    if u8s8_convolution_is_exact():
+        assert max(steps_off.values()) <= 1.001, max(steps_off.items(), key=lambda kv: kv[1])
+    else:  # ORT's AVX2 kernel saturates int16 pair sums: a few convs off by more, the rest exact
+        assert sum(v > 1.001 for v in steps_off.values()) <= len(convs) // 10, steps_off
+
+
+def u8s8_convolution_is_exact() -> bool:
+    """Whether ONNX Runtime's uint8 x int8 convolution is exact on this CPU: on x86 without VNNI
+    it multiplies with VPMADDUBSW, whose int16 sums of two products saturate (ORT's quantisation
+    guide names this and suggests 7-bit weights); with VNNI or off x86 the sums are int32."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return True
+    return bool({"avx512_vnni", "avx_vnni"} & set(flags.split()))
 
 
 def test_quantisers_follow_training_and_gradients_reach_every_conv():
