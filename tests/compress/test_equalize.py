@@ -28,7 +28,7 @@ def raw(model, x):
 def test_homogeneous_pairs_keep_outputs_and_get_equal_ranges(act, depthwise):
     _, model = act_model(act, depthwise)
     # In float64: the rescaling is exact in arithmetic, while float32 kernels round differently
-    # on different CPUs (1.2e-5 of the largest output with LeakyReLU on one AVX-512 Xeon).
+    # on different CPUs (1.2e-5 of the largest output with LeakyReLU on an AVX2-only AMD EPYC).
     model = model.double()
     pairs = list(equalization_pairs(model))
     # Depthwise-separable blocks, bottlenecks and the head's towers (3 levels x 2 towers).
