@@ -2,6 +2,7 @@
 
     python bench/compress.py [--parts accuracy int8 qat latency profile] [--models nano tiny] [--seeds 0 1 2]
                              [--prunings ...] [--distill] [--method l2] [--runs 100] [--out runs/bench_rep]
+                             [--weight-bits 8|7] [--skip-pruned]
 
 * accuracy: the trained baselines of ``bench/rep.py`` (YOLOX-Nano, 12 epochs, one per seed) and
   ``bench/distill.py`` (YOLOX-Tiny, 36 epochs, seed 0) are pruned by ``detector prune --flops F``
@@ -12,12 +13,14 @@
   the last one distilled from its unpruned baseline too; ONNX INT8 (static QDQ PTQ, 100
   calibration images) of the baseline and the last pruned model. mAP50-95 / mAP50 on the
   shapes validation set, mean ± sample std over seeds.
-* int8: the SiLU Nano baselines and ReLU ones (``yolox_nano_relu_shapes``, 12 epochs per seed)
-  exported to ONNX fp32 and INT8 PTQ, each with and without cross-layer equalisation
-  (``--equalize`` / ``--equalize-silu``).
+* int8: the SiLU Nano baselines and ReLU ones (``yolox_nano_relu_shapes``, 12 epochs per seed;
+  ``--int8-epochs N``: both trained for N epochs instead) exported to ONNX fp32 and INT8 PTQ, each
+  with and without cross-layer equalisation (``--equalize`` / ``--equalize-silu``).
 * qat: INT8 by PTQ and by quantisation-aware fine-tuning (``qat.enabled``) at equal calibration
   data, for each model's baselines over the seeds (Tiny: 36-epoch baselines of seeds 1, 2 are
-  trained beside distill.py's seed-0 teacher) and Nano's pruned versions, and the latency of each.
+  trained beside distill.py's seed-0 teacher) and Nano's pruned versions (``--skip-pruned``: not),
+  and the latency of each; ``--weight-bits 7``: both with 7-bit weights (ONNX Runtime's
+  ``reduce_range``, for x86 CPUs without VNNI).
 * latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
@@ -174,9 +177,11 @@ def int8_tables(args: argparse.Namespace, data: Path) -> list[str]:
     """ONNX fp32 / INT8 PTQ mAP of the SiLU and ReLU Nano baselines, with and without cross-layer
     equalisation before export."""
     rows: dict[str, dict[str, list[float]]] = {}
+    epochs = args.int8_epochs
     for seed in args.seeds:
         for label, (pattern, config, cle) in INT8_MODELS.items():
-            run = train_run(config, pattern.format(seed=seed), seed, args.out, data, 12)
+            name = pattern.format(seed=seed) + ("" if epochs == 12 else f"_e{epochs}")
+            run = train_run(config, name, seed, args.out, data, epochs)
             onnx_dir = args.out / "onnx"
             variants = {
                 "fp32": onnx_metrics(run, config, data, onnx_dir, int8=False),
@@ -191,8 +196,8 @@ def int8_tables(args: argparse.Namespace, data: Path) -> list[str]:
             print(f"seed {seed} {label}: " + ", ".join(f"{k} {v['mAP50_95']:.3f}" for k, v in variants.items()),
                   flush=True)  # fmt: skip
     lines = [
-        f"YOLOX-Nano, 12 epochs, seeds {', '.join(map(str, args.seeds))}: ONNX Runtime mAP, INT8 static QDQ PTQ on "
-        "100 calibration images; CLE = `detector export --equalize` (ReLU) / `--equalize-silu` (SiLU)",
+        f"YOLOX-Nano, {epochs} epochs, seeds {', '.join(map(str, args.seeds))}: ONNX Runtime mAP, INT8 static QDQ "
+        "PTQ on 100 calibration images; CLE = `detector export --equalize` (ReLU) / `--equalize-silu` (SiLU)",
         "",
         "| model | mAP50-95 | mAP50 |",
         "|---|---:|---:|",
@@ -225,8 +230,12 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path, model: str) -> l
     recipe = [f"optimizer.lr={args.qat_lr}"] if args.qat_lr else []
     suffix = "" if not (args.qat_epochs or args.qat_lr) else f"_e{extra_epochs}_lr{args.qat_lr or 'base'}"
     overrides = [*overrides, *recipe]
+    # 7-bit weights: PTQ with --weight-bits 7, QAT with qat.weight_bits=7 (own run and file names).
+    bits_tag = "" if args.weight_bits == 8 else f"_w{args.weight_bits}"
+    ptq_args = [] if args.weight_bits == 8 else ["--weight-bits", str(args.weight_bits)]
+    qat_settings = [*QAT_SETTINGS, *([] if args.weight_bits == 8 else [f"qat.weight_bits={args.weight_bits}"])]
     # Pruned rows for Nano only: a Tiny pruned + QAT run costs as much as its baseline.
-    pruning = "pruned to 50% FLOPs, global ranking" if model == "nano" else None
+    pruning = "pruned to 50% FLOPs, global ranking" if model == "nano" and not args.skip_pruned else None
     rows: dict[str, dict[str, list[float]]] = {}
     onnx_dir = args.out / "onnx"
 
@@ -244,35 +253,37 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path, model: str) -> l
         control = train_run(CONFIG, control_name, seed, args.out, data, extra_epochs,
                             [*overrides, f"train.init_weights={baseline / 'weights' / 'last.pt'}"])  # fmt: skip
         init = f"train.init_weights={baseline / 'weights' / 'last.pt'}"
-        qat = train_run(CONFIG, f"{model}_qat_s{seed}{suffix}", seed, args.out, data, extra_epochs,
-                        [*overrides, *QAT_SETTINGS, init])  # fmt: skip
+        qat = train_run(CONFIG, f"{model}_qat_s{seed}{suffix}{bits_tag}", seed, args.out, data, extra_epochs,
+                        [*overrides, *qat_settings, init])  # fmt: skip
+        ptq = dict(int8=True, tag=bits_tag, quantize_args=ptq_args)
         add("baseline, fp32", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=False))
-        add("baseline, PTQ", onnx_metrics(baseline, CONFIG, data, onnx_dir, int8=True))
+        add("baseline, PTQ", onnx_metrics(baseline, CONFIG, data, onnx_dir, **ptq))
         add(
             f"baseline + {extra_epochs} epochs fp32 (control), fp32",
             onnx_metrics(control, CONFIG, data, onnx_dir, int8=False),
         )
         add(
             f"baseline + {extra_epochs} epochs fp32 (control), PTQ",
-            onnx_metrics(control, CONFIG, data, onnx_dir, int8=True),
+            onnx_metrics(control, CONFIG, data, onnx_dir, **ptq),
         )
         add(f"baseline + {extra_epochs} epochs QAT", onnx_metrics(qat, CONFIG, data, onnx_dir, int8=False))
         runs[seed] = {"fp32": baseline, "QAT": qat}
         if pruning is not None:
             pruned_ft = pruned_run(args, data, model, seed, pruning)
             key = pruned_key(args, model, seed, pruning)
-            pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat", seed, args.out, data,
-                                   extra_epochs, QAT_SETTINGS)  # fmt: skip
+            pruned_qat = train_run(str(args.out / "pruned" / f"{key}.yaml"), f"{key}_qat{bits_tag}", seed, args.out,
+                                   data, extra_epochs, qat_settings)  # fmt: skip
             add(f"{pruning}, + {extra_epochs} epochs fp32, fp32",
                 onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=False))  # fmt: skip
             add(f"{pruning}, + {extra_epochs} epochs fp32, PTQ",
-                onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, int8=True))  # fmt: skip
+                onnx_metrics(pruned_ft, CONFIG, data, onnx_dir, **ptq))  # fmt: skip
             add(f"{pruning}, + {extra_epochs} epochs QAT", onnx_metrics(pruned_qat, CONFIG, data, onnx_dir, int8=False))
             runs[seed]["pruned + QAT"] = pruned_qat
         print(f"qat seed {seed}: " + ", ".join(f"{k} {v['map'][-1]:.3f}" for k, v in rows.items()), flush=True)
     lines = [
         f"YOLOX-{model.capitalize()} (SiLU), baseline {epochs} epochs, seeds {', '.join(map(str, args.seeds))}: "
-        "ONNX Runtime mAP; PTQ and QAT both calibrated on the first 100 training images; mean ± sample std (min-max)",
+        f"ONNX Runtime mAP; PTQ and QAT both calibrated on the first 100 training images, {args.weight_bits}-bit "
+        "weights; mean ± sample std (min-max)",
         "",
         "| model | mAP50-95 | mAP50 |",
         "|---|---:|---:|",
@@ -294,7 +305,8 @@ def qat_tables(args: argparse.Namespace, data: Path, tmp: Path, model: str) -> l
                                    imgsz=size)
                 for i, (label, run) in enumerate(runs[args.seeds[0]].items())}  # fmt: skip
     fp32_path = exported.pop("fp32")
-    paths = {"fp32": fp32_path, "PTQ": quantize_int8(fp32_path, tmp / f"qat_{model}_ptq.onnx", calibration), **exported}
+    ptq_path = quantize_int8(fp32_path, tmp / f"qat_{model}_ptq.onnx", calibration, weight_bits=args.weight_bits)
+    paths = {"fp32": fp32_path, "PTQ": ptq_path, **exported}
     feed = {"images": (np.random.default_rng(1).random((1, 3, size, size)) * 255).astype(np.float32)}
     sessions = {label: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 for label, path in paths.items()}  # fmt: skip
@@ -435,6 +447,20 @@ def main() -> None:
         "--qat-epochs", type=int, help="qat: epochs of QAT and its control (default a third of the baseline's)"
     )
     parser.add_argument("--qat-lr", type=float, help="qat: optimizer.lr of QAT and its control (default the config's)")
+    parser.add_argument(
+        "--weight-bits",
+        type=int,
+        default=8,
+        choices=(8, 7),
+        help="qat: PTQ and QAT weight bits (7: ONNX Runtime's reduce_range, for CPUs without VNNI)",
+    )
+    parser.add_argument(
+        "--int8-epochs",
+        type=int,
+        default=12,
+        help="int8: epochs of the SiLU and ReLU Nano runs (12: rep.py's baselines)",
+    )
+    parser.add_argument("--skip-pruned", action="store_true", help="qat: leave out the pruned Nano rows")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_rep", help="shared with rep.py, distill.py")
     args = parser.parse_args()
     data = make_shapes_set(args.out / "data", args.train_images, 100)

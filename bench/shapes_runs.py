@@ -72,16 +72,18 @@ def column_median(run: Path, key: str) -> float:
 
 
 def onnx_metrics(run: Path, config: str, data: Path, out: Path, int8: bool, calib: int = 100,
-                 export_args: Sequence[str] = (), tag: str = "") -> dict[str, float]:  # fmt: skip
+                 export_args: Sequence[str] = (), tag: str = "",
+                 quantize_args: Sequence[str] = ()) -> dict[str, float]:  # fmt: skip
     """mAP of the run's last weights exported to ONNX (with ``export_args``; ``tag`` names the
-    files) and quantized to INT8 when ``int8``, calibrated on ``calib`` training images, scored
-    by ``detector eval --onnx``."""
+    files) and quantized to INT8 when ``int8`` (with ``quantize_args``, named by ``tag`` too),
+    calibrated on ``calib`` training images, scored by ``detector eval --onnx``."""
     out.mkdir(parents=True, exist_ok=True)
     model = out / f"{run.name}{tag}.onnx"
     detector_command("export", "--ckpt", run / "weights" / "last.pt", "--out", model, *export_args)
     if int8:
         quantized = out / f"{run.name}{tag}_int8.onnx"
-        detector_command("quantize", model, config, "--out", quantized, "--n", calib, "--set", *data_overrides(data))
+        detector_command("quantize", model, config, "--out", quantized, "--n", calib, *quantize_args, "--set",
+                         *data_overrides(data))  # fmt: skip
         model = quantized
     metrics = out / f"{model.stem}.json"
     detector_command("eval", config, "--onnx", model, "--out", metrics, "--set", *data_overrides(data))

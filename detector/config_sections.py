@@ -209,9 +209,12 @@ class QatConfig:
     range_momentum: float = setting(
         0.01, "how fast the activation ranges follow the training batches (0: fixed at their calibration)"
     )
+    weight_bits: int = setting(8, "8, or 7 (ONNX Runtime's reduce_range: exact INT8 convs on x86 CPUs without VNNI)")
 
     def check(self, path: str) -> None:
         check_positive(path, calibration_images=self.calibration_images)
+        if self.weight_bits not in (7, 8):
+            raise ConfigError(f"{path}.weight_bits: {self.weight_bits!r}; expected 8 or 7")
         if not 0.0 <= self.range_momentum <= 1.0:
             raise ConfigError(f"{path}.range_momentum: {self.range_momentum!r}; expected a number in [0, 1]")
 

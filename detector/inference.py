@@ -111,7 +111,8 @@ def load_detector(
         model = build_model(cfg)
         state = ckpt["model"]
         if parse_config(cfg).qat.enabled:
-            model = prepare_qat(model, parse_config(cfg).qat.range_momentum)
+            settings = parse_config(cfg).qat
+            model = prepare_qat(model, settings.range_momentum, settings.weight_bits)
             state = drop_box_prediction_quantisers(state)
         model.load_state_dict(state)
     elif cfg is not None:

@@ -1,13 +1,15 @@
 """INT8-quantize an exported ONNX detector: ``detector quantize MODEL.onnx CONFIG --out MODEL_int8.onnx``.
 
 ``[--n 100] [--method minmax|entropy|percentile] [--sensitivity] [--keep-float K]
-[--int8-box-predictions] [--set k=v ...]``.
+[--int8-box-predictions] [--weight-bits 8|7] [--set k=v ...]``.
 Calibrates on the first ``--n`` images of the config's training set (``data.train``), letterboxed
 as the model expects, and writes a static INT8 model in QDQ format with ONNX Runtime's
 quantization tools. ``--sensitivity`` first quantises each conv alone and prints the SQNR of the
 head's raw outputs against the float model on the next ``--eval-images`` training images (most
 sensitive first); ``--keep-float K`` leaves the K most sensitive convs in float. The head's
-box/objectness prediction convs stay in float unless ``--int8-box-predictions``.
+box/objectness prediction convs stay in float unless ``--int8-box-predictions``. ``--weight-bits 7``
+(ONNX Runtime's ``reduce_range``) keeps weights within +-64, for x86 CPUs without VNNI: their INT8
+convolution adds pairs of products in 16 bits, which 8-bit weights can overflow.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=8, help="images the sensitivity is scored on (8)")
     parser.add_argument("--int8-box-predictions", action="store_true",
                         help="quantise the box/objectness prediction convs too (default: kept float)")  # fmt: skip
+    parser.add_argument("--weight-bits", type=int, default=8, choices=(8, 7),
+                        help="7: weights within +-64, exact on x86 CPUs without VNNI (default 8)")  # fmt: skip
     add_overrides_argument(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     args = parser.parse_args(argv)
@@ -59,14 +63,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             calibration = [dataset.load_sample(i)["image"] for i in range(count)]
             extra = range(count, min(count + args.eval_images, len(dataset)))
             evaluation = [dataset.load_sample(i)["image"] for i in extra] or calibration[: args.eval_images]
-            report = layer_sensitivity(args.model, calibration, evaluation, args.method, progress=True)
+            report = layer_sensitivity(args.model, calibration, evaluation, args.method, progress=True,
+                                       weight_bits=args.weight_bits)  # fmt: skip
             keep = [r.node for r in report[: args.keep_float]]
             print(format_sensitivity(report, args.keep_float))
             images = iter(calibration)
         else:
             images = (dataset.load_sample(i)["image"] for i in range(count))
         path = quantize_int8(args.model, args.out, images, method=args.method, keep_float=keep,
-                             float_box_predictions=not args.int8_box_predictions)  # fmt: skip
+                             float_box_predictions=not args.int8_box_predictions,
+                             weight_bits=args.weight_bits)  # fmt: skip
         kept = f", {len(keep)} most sensitive convs in float" if keep else ""
         print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train{kept})")
         return 0

@@ -7,8 +7,8 @@ exactly where ONNX Runtime's static QDQ quantisation (:func:`detector.export.qua
 puts its QuantizeLinear/DequantizeLinear pairs, so the export runs with the same INT8 kernels:
 
 * every conv: weights (BatchNorm folded in) int8 per output channel, symmetric (scale
-  ``max|w| / 127``), bias int32 in units of input scale x weight scale; input and output uint8
-  per tensor;
+  ``max|w| / 127``; with ``weight_bits=7``, ``max|w| / 64``, ONNX Runtime's ``reduce_range``),
+  bias int32 in units of input scale x weight scale; input and output uint8 per tensor;
 * SiLU (``x * sigmoid(x)``): the sigmoid's output and the product; LeakyReLU: its output; ReLU:
   its output instead of the conv's (ONNX Runtime folds a ReLU into the conv's output range);
 * the residual adds' outputs; max-pooling and nearest upsampling stay on their input's grid.
@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 #: uint8 activations, int8 weights restricted to +-127 (symmetric around an exact zero).
 ACT_QMIN, ACT_QMAX = 0, 255
 WEIGHT_QMAX = 127
+#: Largest |weight| in int8 units by weight bits: 7 is ONNX Runtime's ``reduce_range`` (+-64), for
+#: x86 CPUs without VNNI, whose u8 x s8 kernel (VPMADDUBSW) adds two products in int16:
+#: 2 x 255 x 64 fits, 2 x 255 x 127 saturates.
+WEIGHT_QMAX_BY_BITS = {8: WEIGHT_QMAX, 7: 64}
 #: The int32 bias stays within +-2^30, leaving the accumulator room (ONNX Runtime adds them in int32).
 BIAS_QMAX = 2**30
 
@@ -125,20 +129,24 @@ def quantize_once(x: torch.Tensor, quantizer: ActivationQuantizer) -> torch.Tens
 
 
 def fake_quantize_weight(
-    weight: torch.Tensor, bias: torch.Tensor | None = None, input_scale: torch.Tensor | None = None
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
+    qmax: int = WEIGHT_QMAX,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight`` ``[out, in/groups, kh, kw]`` rounded to int8 per output channel, symmetric,
-    scale ``max|w| / 127`` (not learned: the range follows the weights). With ``bias`` and the
+    scale ``max|w| / qmax`` (not learned: the range follows the weights; ``qmax`` 127, or 64 for
+    7-bit weights). With ``bias`` and the
     input's scale, a channel's scale is at least ``|bias| / (input_scale * 2^30)``: the
     INT8 conv adds the bias as int32 in units of ``input_scale * weight_scale``, and near-zero
     weights (a fresh prediction conv) would otherwise overflow it. Returns the rounded weights and
     the scales ``[out]``."""
-    scale = weight.detach().abs().amax(dim=tuple(range(1, weight.dim()))) / WEIGHT_QMAX
+    scale = weight.detach().abs().amax(dim=tuple(range(1, weight.dim()))) / qmax
     if bias is not None and input_scale is not None:
         scale = torch.maximum(scale, bias.detach().abs() / (input_scale.detach() * BIAS_QMAX))
     scale = scale.clamp(min=1e-12)
     zero_point = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
-    # -128 is allowed by the range but never reached: |w| / scale <= 127.
+    # -128 is allowed by the range but never reached: |w| / scale <= qmax <= 127.
     return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -WEIGHT_QMAX - 1, WEIGHT_QMAX), scale
 
 
@@ -155,9 +163,12 @@ class QuantConv2d(nn.Conv2d):
 
     input_quant: ActivationQuantizer
     output_quant: ActivationQuantizer | None
+    weight_qmax: int = WEIGHT_QMAX
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, momentum: float, quantize_output: bool = True) -> QuantConv2d:
+    def from_conv(
+        cls, conv: nn.Conv2d, momentum: float, quantize_output: bool = True, weight_qmax: int = WEIGHT_QMAX
+    ) -> QuantConv2d:
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   conv.groups, conv.bias is not None, conv.padding_mode)  # fmt: skip
         new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
@@ -165,6 +176,7 @@ class QuantConv2d(nn.Conv2d):
         new.requires_grad_(conv.weight.requires_grad)
         new.input_quant = ActivationQuantizer(momentum)
         new.output_quant = ActivationQuantizer(momentum) if quantize_output else None
+        new.weight_qmax = weight_qmax
         return new
 
     def forward(self, x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm | None = None) -> torch.Tensor:
@@ -177,7 +189,7 @@ class QuantConv2d(nn.Conv2d):
             bias = shift if bias is None else bias * scale + shift
         if not self.input_quant.calibrating:  # calibration runs the float model, as PTQ's does
             input_scale = grid_of(x).qparams()[0]
-            weight, weight_scale = fake_quantize_weight(weight, bias, input_scale)
+            weight, weight_scale = fake_quantize_weight(weight, bias, input_scale, self.weight_qmax)
             bias = fake_quantize_bias(bias, input_scale, weight_scale) if bias is not None else None
         y = self._conv_forward(x, weight, bias)
         return quantize_once(y, self.output_quant) if self.output_quant is not None else y
@@ -189,10 +201,10 @@ class QuantConvBNAct(nn.Module):
     keeps the geometry of the BatchNorm parameterisation; training the folded convs directly
     diverged. Same attribute and parameter names as the block it replaces."""
 
-    def __init__(self, block: ConvBNAct, momentum: float) -> None:
+    def __init__(self, block: ConvBNAct, momentum: float, weight_qmax: int = WEIGHT_QMAX) -> None:
         super().__init__()
         relu = isinstance(block.act, nn.ReLU)
-        self.conv = QuantConv2d.from_conv(block.conv, momentum, quantize_output=not relu)
+        self.conv = QuantConv2d.from_conv(block.conv, momentum, quantize_output=not relu, weight_qmax=weight_qmax)
         self.bn = block.bn
         self.act = quantized_activation(block.act, momentum)
 
@@ -264,26 +276,30 @@ def quantized_activation(act: nn.Module, momentum: float) -> nn.Module:
     raise ValueError(f"quantisation-aware training: no INT8 counterpart for activation {type(act).__name__}")
 
 
-def prepare_qat(model: nn.Module, momentum: float = 0.01) -> nn.Module:
+def prepare_qat(model: nn.Module, momentum: float = 0.01, weight_bits: int = 8) -> nn.Module:
     """Add the fake quantisers described in the module docstring to ``model`` (a ``Detector``),
-    in place; returns it. ``model.fuse(batchnorm=False)`` first (re-parameterised blocks and the
+    in place; returns it. ``weight_bits``: 8, or 7 (``WEIGHT_QMAX_BY_BITS``).
+    ``model.fuse(batchnorm=False)`` first (re-parameterised blocks and the
     Focus stem folded, box/objectness convs merged, as the export does); BatchNorms stay, folded on the fly
     (:class:`QuantConvBNAct`). Its state dict gains the quantisers' ranges and keeps every weight's name
     (the stem's and the head's merged convs as after ``Detector.fuse``), so a checkpoint loads
     into ``prepare_qat(build_model(cfg))``."""
+    if weight_bits not in WEIGHT_QMAX_BY_BITS:
+        raise ValueError(f"weight_bits: expected one of {sorted(WEIGHT_QMAX_BY_BITS)}, got {weight_bits!r}")
+    qmax = WEIGHT_QMAX_BY_BITS[weight_bits]
     if is_quantization_aware(model):
         return model
     model.fuse(batchnorm=False)
     model.register_forward_pre_hook(_start_pass)
     for name, module in list(model.named_modules()):
         if isinstance(module, ConvBNAct):
-            _replace(model, name, QuantConvBNAct(module, momentum))
+            _replace(model, name, QuantConvBNAct(module, momentum, qmax))
     box_predictions = tuple(f"head.{name}." for name in YOLOXHead.BOX_PREDICTIONS)
     for name, module in list(model.named_modules()):
         if type(module) is nn.Conv2d and not name.startswith(box_predictions):
             # The class prediction convs, folded re-parameterised convs. Box predictions stay
             # float, as PTQ keeps them (YOLOXHead.BOX_PREDICTIONS).
-            _replace(model, name, QuantConv2d.from_conv(module, momentum))
+            _replace(model, name, QuantConv2d.from_conv(module, momentum, weight_qmax=qmax))
         elif isinstance(module, nn.SiLU | nn.ReLU | nn.LeakyReLU | nn.ReLU6) and not _in_quant_block(model, name):
             _replace(model, name, quantized_activation(module, momentum))
         elif isinstance(module, Bottleneck | ResidualBlock) and getattr(module, "use_add", True):
@@ -313,6 +329,15 @@ def _in_quant_block(model: nn.Module, name: str) -> bool:
 def is_quantization_aware(model: nn.Module) -> bool:
     """Whether ``model`` went through :func:`prepare_qat`."""
     return any(isinstance(m, ActivationQuantizer) for m in model.modules())
+
+
+def weight_bits_of(model: nn.Module) -> int:
+    """The weight bits a :func:`prepare_qat` model was prepared with (8 or 7)."""
+    qmax = {m.weight_qmax for m in model.modules() if isinstance(m, QuantConv2d)}
+    bits = [b for b, q in WEIGHT_QMAX_BY_BITS.items() if {q} == qmax]
+    if not bits:
+        raise ValueError(f"not one weight range of a quantisation-aware model: {sorted(qmax)}")
+    return bits[0]
 
 
 def quantizers(model: nn.Module) -> Iterator[ActivationQuantizer]:

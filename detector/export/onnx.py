@@ -139,7 +139,11 @@ def export_onnx(
         if any(node.op_type == "QuantizeLinear" for node in proto.graph.node):
             # A fake-quantised (QAT) model: stored as PTQ stores its INT8 graph.
             proto = fold_qdq_constants(proto)
-            metadata["quantization"] = "int8 QDQ from quantisation-aware training, per-channel weights"
+            from detector.compress.qat import weight_bits_of
+
+            bits = weight_bits_of(model)
+            weights = "per-channel 7-bit weights (reduce_range)" if bits == 7 else "per-channel weights"
+            metadata["quantization"] = f"int8 QDQ from quantisation-aware training, {weights}"
         metadata.update(
             imgsz=f"{h},{w}",
             outputs=",".join(outputs),

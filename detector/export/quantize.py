@@ -91,6 +91,7 @@ def quantize_int8(
     only: Sequence[str] | None = None,
     calibration_cache: str | os.PathLike[str] | None = None,
     float_box_predictions: bool = True,
+    weight_bits: int = 8,
 ) -> Path:
     """Quantize ``model_path`` (from ``export_onnx``) to INT8 QDQ at ``out_path``, calibrated on
     ``images``; ``method``: ``minmax``, ``entropy`` or ``percentile`` (ONNX Runtime's calibrators).
@@ -98,10 +99,14 @@ def quantize_int8(
     nodes. ``calibration_cache``: a file of the activation ranges, written by the first call and
     read (``images`` then unused, may be None) by the next ones on the same model.
     ``float_box_predictions``: keep the head's box/objectness prediction convs in float (see
-    ``YOLOXHead.BOX_PREDICTIONS``). The metadata is kept, with ``quantization`` added. Written
+    ``YOLOXHead.BOX_PREDICTIONS``). ``weight_bits``: 8, or 7 (ONNX Runtime's ``reduce_range``, weights
+    within +-64: exact on x86 CPUs without VNNI, whose u8 x s8 kernel saturates 8-bit weights'
+    int16 pair sums). The metadata is kept, with ``quantization`` added. Written
     atomically; returns ``out_path``."""
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"--method: expected one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    if weight_bits not in (7, 8):
+        raise ValueError(f"--weight-bits: expected 8 or 7, got {weight_bits!r}")
     metadata = read_metadata(model_path)
     if "imgsz" not in metadata:
         raise ValueError(f"{model_path}: no 'imgsz' in the model metadata; export it with tools/export.py")
@@ -120,6 +125,7 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=weight_bits == 7,
             calibrate_method=CALIBRATION_METHODS[method],
             # The decode tail stays in float: exp, grid offsets and the concat of box pixels with
             # probabilities into one tensor share one scale per tensor, and 8 bits lose the
@@ -131,7 +137,8 @@ def quantize_int8(
         proto = onnx.load(str(quantized))
         kept = f", {len(keep_float)} layers kept in float" if keep_float else ""
         kept += ", box predictions in float" if box_float else ""
-        metadata["quantization"] = f"int8 static QDQ, per-channel weights, {method} calibration{kept}"
+        weights = "per-channel 7-bit weights (reduce_range)" if weight_bits == 7 else "per-channel weights"
+        metadata["quantization"] = f"int8 static QDQ, {weights}, {method} calibration{kept}"
         onnx.helper.set_model_props(proto, metadata)
         data = proto.SerializeToString()
     return atomic_write(out_path, lambda f: f.write(data), binary=True)
@@ -160,10 +167,12 @@ def layer_sensitivity(
     evaluation: Sequence[np.ndarray],
     method: str = "minmax",
     progress: bool = False,
+    weight_bits: int = 8,
 ) -> list[LayerSensitivity]:
     """Quantise each Conv of ``model_path`` alone (its input, weights and output; activation
     ranges calibrated once on ``calibration``) and score the head's raw outputs on ``evaluation``
-    images against the float model's. Most sensitive (lowest SQNR) first."""
+    images against the float model's (``weight_bits`` as :func:`quantize_int8`). Most sensitive
+    (lowest SQNR) first."""
     import onnxruntime as ort
     from tqdm import tqdm
 
@@ -184,9 +193,10 @@ def layer_sensitivity(
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "ranges.json"
-        quantize_int8(model_path, Path(tmp) / "all.onnx", calibration, method, calibration_cache=cache)
+        quantize_int8(model_path, Path(tmp) / "all.onnx", calibration, method, calibration_cache=cache,
+                      weight_bits=weight_bits)  # fmt: skip
         for node in tqdm(convs, desc="sensitivity", disable=not progress):
             single = quantize_int8(model_path, Path(tmp) / "one.onnx", None, method, only=[node],
-                                   calibration_cache=cache)  # fmt: skip
+                                   calibration_cache=cache, weight_bits=weight_bits)  # fmt: skip
             results.append(LayerSensitivity(node, sqnr_db(reference, outputs(single))))
     return sorted(results, key=lambda r: r.sqnr_db)

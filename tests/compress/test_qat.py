@@ -4,8 +4,6 @@ matching the fake-quantised PyTorch model within one quantisation step, gradient
 rounding, and the workflow through the trainer, ``load_detector`` and ``detector export``."""
 
 import collections
-import platform
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,12 +11,14 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from int8_kernels import u8s8_convolution_is_exact
 from spread_models import spread_model
 from tool_runs import write_shapes_config
 
 from detector import load_config
 from detector.commands import export as export_command
 from detector.compress.qat import (
+    WEIGHT_QMAX_BY_BITS,
     ActivationQuantizer,
     QuantConv2d,
     calibrate,
@@ -27,6 +27,7 @@ from detector.compress.qat import (
     fake_quantize_weight,
     is_quantization_aware,
     prepare_qat,
+    weight_bits_of,
 )
 from detector.config_sections import parse_config
 from detector.data.synthetic import CLASS_NAMES, render_image
@@ -108,23 +109,23 @@ def test_weight_and_bias_rounding_and_gradients():
     assert torch.equal(weight.grad.flatten(), torch.arange(4.0))
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A calibrated QAT Nano (spread statistics), its ONNX export, and PTQ of its float export on
-    the same calibration images."""
-    tmp = tmp_path_factory.mktemp("qat")
+@pytest.fixture(scope="module", params=[8, 7], ids=["8-bit", "7-bit"])
+def exported(tmp_path_factory, request):
+    """A calibrated QAT Nano (spread statistics) with 8- or 7-bit weights, its ONNX export, and
+    PTQ of its float export on the same calibration images with the same weight bits."""
+    tmp = tmp_path_factory.mktemp(f"qat{request.param}")
     model = spread_model()[1]
     images = shape_images(12)
     export_onnx(model, tmp / "float.onnx", SIZE)
-    quantize_int8(tmp / "float.onnx", tmp / "ptq.onnx", images)
-    qat = prepare_qat(spread_model()[1])
+    quantize_int8(tmp / "float.onnx", tmp / "ptq.onnx", images, weight_bits=request.param)
+    qat = prepare_qat(spread_model()[1], weight_bits=request.param)
     assert calibrate(qat, batch(images).split(4)) == 12
     export_onnx(qat, tmp / "qat.onnx", SIZE)
     return tmp, qat.eval(), images
 
 
 def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
-    tmp, _, _ = exported
+    tmp, model, _ = exported
     qat, ptq = onnx.load(str(tmp / "qat.onnx")), onnx.load(str(tmp / "ptq.onnx"))
     # The same QDQ graph, node type for node type (PTQ's pre-processing merges transposes in
     # the float decoding): the quantisers sit where PTQ's pairs do.
@@ -134,7 +135,6 @@ def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
     # Stored as PTQ stores it: int8 weights, int32 biases; float weights only in the box
     # prediction convs, which both keep in float.
     inits = {i.name: i for i in qat.graph.initializer}
-    producer = {out: n for n in qat.graph.node for out in n.output}
     float_convs = [n.name for n in qat.graph.node if n.op_type == "Conv" and n.input[1] in inits]
     assert (
         sorted(float_convs)
@@ -144,11 +144,22 @@ def test_qat_export_is_ptq_graph_with_ptq_kernels(exported):
     assert sorted(
         n.name for n in ptq.graph.node if n.op_type == "Conv" and n.input[1] in {i.name for i in ptq.graph.initializer}
     ) == sorted(float_convs)
-    for conv in (n for n in qat.graph.node if n.op_type == "Conv" and n.name not in float_convs):
-        weight_dq, bias_dq = producer[conv.input[1]], producer[conv.input[2]]
-        assert inits[weight_dq.input[0]].data_type == onnx.TensorProto.INT8
-        assert inits[bias_dq.input[0]].data_type == onnx.TensorProto.INT32
-    assert {m.key: m.value for m in qat.metadata_props}["quantization"].startswith("int8 QDQ from quantisation-aware")
+    bits = weight_bits_of(model)
+    for graph in (qat, ptq):
+        inits = {i.name: i for i in graph.graph.initializer}
+        producer = {out: n for n in graph.graph.node for out in n.output}
+        for conv in (n for n in graph.graph.node if n.op_type == "Conv" and n.name not in float_convs):
+            weight_dq, bias_dq = producer[conv.input[1]], producer[conv.input[2]]
+            assert inits[weight_dq.input[0]].data_type == onnx.TensorProto.INT8
+            assert inits[bias_dq.input[0]].data_type == onnx.TensorProto.INT32
+            # Symmetric per channel: a channel's largest weight is +-127 (8 bits) or +-64 (7), or
+            # less where a large bias sets the scale (QAT).
+            weights = onnx.numpy_helper.to_array(inits[weight_dq.input[0]]).astype(int)
+            peaks = np.abs(weights).reshape(len(weights), -1).max(axis=1)
+            assert peaks.max() <= WEIGHT_QMAX_BY_BITS[bits] and np.mean(peaks == WEIGHT_QMAX_BY_BITS[bits]) > 0.9
+    quantization = {m.key: m.value for m in qat.metadata_props}["quantization"]
+    assert quantization.startswith("int8 QDQ from quantisation-aware") and ("7-bit" in quantization) == (bits == 7)
+    assert ("7-bit" in {m.key: m.value for m in ptq.metadata_props}["quantization"]) == (bits == 7)
     # ONNX Runtime fuses both into the same INT8 kernels (QLinearConv, QLinearSigmoid, ...).
     qat_ops, ptq_ops = optimized_op_types(tmp / "qat.onnx", tmp), optimized_op_types(tmp / "ptq.onnx", tmp)
     del qat_ops["Transpose"], ptq_ops["Transpose"]
@@ -160,8 +171,9 @@ def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
     """Each conv, given the input ONNX Runtime's INT8 graph gave it, outputs what the INT8 conv
     did within one quantisation step of its output (exact but for rounding ties: the export
     holds the very integers the fake quantisers round to; on x86 CPUs without VNNI, ORT's own
-    kernel saturates on a few convs). End to end, a rare tie that rounds the other way moves one
-    value by a step, and the layers after it carry that on."""
+    kernel saturates 8-bit weights' sums on a few convs; 7-bit weights are exact there). End to
+    end, a rare tie that rounds the other way moves one value by a step, and the layers after it
+    carry that on."""
     tmp, model, images = exported
     graph = onnx.load(str(tmp / "qat.onnx"))
     values = {i.name: onnx.numpy_helper.to_array(i) for i in graph.graph.initializer}
@@ -208,23 +220,10 @@ def test_qat_export_matches_fake_quantised_model_within_one_step(exported):
             handle.remove()
     assert len(steps_off) == len(convs)
     assert sum(v > 0.001 for v in steps_off.values()) < len(convs) / 2  # most are exact
-    if u8s8_convolution_is_exact():
+    if u8s8_convolution_is_exact() or weight_bits_of(model) == 7:  # 7 bits: 2 x 255 x 64 fits in int16
         assert max(steps_off.values()) <= 1.001, max(steps_off.items(), key=lambda kv: kv[1])
     else:  # ORT's AVX2 kernel saturates int16 pair sums: a few convs off by more, the rest exact
         assert sum(v > 1.001 for v in steps_off.values()) <= len(convs) // 10, steps_off
-
-
-def u8s8_convolution_is_exact() -> bool:
-    """Whether ONNX Runtime's uint8 x int8 convolution is exact on this CPU: on x86 without VNNI
-    it multiplies with VPMADDUBSW, whose int16 sums of two products saturate (ORT's quantisation
-    guide names this and suggests 7-bit weights); with VNNI or off x86 the sums are int32."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return True
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return True
-    return bool({"avx512_vnni", "avx_vnni"} & set(flags.split()))
 
 
 def test_quantisers_follow_training_and_gradients_reach_every_conv():
@@ -267,6 +266,10 @@ def test_config_errors():
         parse_config({"qat": {"enabled": True, "range_momentum": 2.0}})
     with pytest.raises(ConfigError, match="enabeld.*enabled"):
         parse_config({"qat": {"enabeld": True}})
+    with pytest.raises(ConfigError, match="qat.weight_bits: 4; expected 8 or 7"):
+        parse_config({"qat": {"enabled": True, "weight_bits": 4}})
+    with pytest.raises(ValueError, match="weight_bits: expected one of \\[7, 8\\], got 6"):
+        prepare_qat(spread_model()[1], weight_bits=6)
 
 
 def test_qat_fine_tune_export_and_reload(tmp_path, capsys):

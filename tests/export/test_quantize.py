@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from conftest import REPO
 
@@ -60,10 +61,16 @@ def test_quantize_tool_and_its_errors(tmp_path):
     fp32 = export_onnx(model, tmp_path / "m.onnx", imgsz=64)
     overrides = [f"data.train.ann_file={data['train_ann']}", f"data.train.img_dir={data['train_images']}"]
     cmd = [sys.executable, str(REPO / "tools" / "quantize.py"), str(fp32), "configs/yolox_nano_shapes.yaml"]
-    result = subprocess.run([*cmd, "--out", str(tmp_path / "q.onnx"), "--n", "3", "--set", *overrides],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
+    result = subprocess.run([*cmd, "--out", str(tmp_path / "q.onnx"), "--n", "3", "--weight-bits", "7",
+                             "--set", *overrides], capture_output=True, text=True, cwd=REPO, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "calibrated on 3 images" in result.stdout and (tmp_path / "q.onnx").is_file()
+    assert "per-channel 7-bit weights (reduce_range)" in read_metadata(tmp_path / "q.onnx")["quantization"]
+    weights = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer
+               if i.data_type == onnx.TensorProto.INT8]  # fmt: skip
+    assert len(weights) > 50 and max(int(np.abs(w.astype(int)).max()) for w in weights) == 64
+    with pytest.raises(ValueError, match="--weight-bits: expected 8 or 7, got 4"):
+        quantize_int8(fp32, tmp_path / "b.onnx", [], weight_bits=4)
     result = subprocess.run([*cmd, "--out", str(tmp_path / "r.onnx"), "--n", "0"], capture_output=True, text=True,
                             cwd=REPO, timeout=300)  # fmt: skip
     assert result.returncode == 2 and "--n: expected at least 1 calibration image, got 0" in result.stderr

@@ -75,7 +75,11 @@ def build_hooks(settings: RunConfig) -> list[Hook]:
     if settings.qat.enabled:
         from detector.engine.hooks.qat import QuantizationAwareTrainingHook
 
-        hooks.append(QuantizationAwareTrainingHook(settings.qat.calibration_images, settings.qat.range_momentum))
+        hooks.append(
+            QuantizationAwareTrainingHook(
+                settings.qat.calibration_images, settings.qat.range_momentum, settings.qat.weight_bits
+            )
+        )
     if settings.distill.teacher is not None:
         from detector.distill import DistillationHook
 

@@ -31,12 +31,13 @@ class QuantizationAwareTrainingHook(Hook):
     """Adds fake quantisers (``prepare_model``: ``detector.compress.qat.prepare_qat``), then calibrates the
     activation ranges (``setup``; a resumed run then loads its own ranges over them)."""
 
-    def __init__(self, calibration_images: int = 100, range_momentum: float = 0.01) -> None:
+    def __init__(self, calibration_images: int = 100, range_momentum: float = 0.01, weight_bits: int = 8) -> None:
         self.calibration_images = calibration_images
         self.range_momentum = range_momentum
+        self.weight_bits = weight_bits
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        return prepare_qat(model, self.range_momentum)
+        return prepare_qat(model, self.range_momentum, self.weight_bits)
 
     def setup(self, trainer) -> None:  # noqa: ANN001
         batches = calibration_batches(trainer.train_set, self.calibration_images, trainer.settings.data.imgsz,
