@@ -22,7 +22,7 @@ from detector.cli import run_tool
 from detector.commands import add_overrides_argument
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
-from detector.export.quantize import LayerSensitivity, layer_sensitivity, quantize_int8
+from detector.export.quantize import LayerSensitivity, int8_convolution_overflows, layer_sensitivity, quantize_int8
 from detector.registry import DATASETS
 
 
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              weight_bits=args.weight_bits)  # fmt: skip
         kept = f", {len(keep)} most sensitive convs in float" if keep else ""
         print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train{kept})")
+        if args.weight_bits == 8 and int8_convolution_overflows():
+            print("note: this CPU has no VNNI; ONNX Runtime's INT8 convolution can overflow on 8-bit weights "
+                  "here. If the model runs on such CPUs, quantise with --weight-bits 7.")  # fmt: skip
         return 0
 
     return run_tool(run, debug=args.debug)

@@ -9,6 +9,7 @@ each quantized op), which ONNX Runtime runs with INT8 kernels and other runtimes
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,24 @@ def box_prediction_convs(graph: onnx.ModelProto) -> list[str]:
     """The head's box/objectness prediction convs (``YOLOXHead.BOX_PREDICTIONS``) by node name."""
     marks = [f"/head/{name}." for name in YOLOXHead.BOX_PREDICTIONS]
     return [n.name for n in graph.graph.node if n.op_type == "Conv" and any(m in n.name for m in marks)]
+
+
+def int8_convolution_overflows(machine: str | None = None, cpu_flags: set[str] | None = None) -> bool:
+    """Whether ONNX Runtime's uint8 x int8 convolution can overflow on this CPU (or on one of
+    ``machine`` with ``cpu_flags``, as in /proc/cpuinfo): on x86 without VNNI it multiplies with
+    VPMADDUBSW, whose int16 sums of two products saturate for 8-bit weights (2 x 255 x 127 >
+    32767; ORT's quantisation guide suggests 7-bit weights there). With VNNI, or off x86, the
+    sums are int32."""
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64"):
+        return False
+    if cpu_flags is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+            cpu_flags = set(next(line for line in cpuinfo if line.startswith("flags")).split())
+        except (OSError, StopIteration):
+            return False  # not Linux: unknown, assume a current CPU
+    return not {"avx512_vnni", "avx_vnni"} & cpu_flags
 
 
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

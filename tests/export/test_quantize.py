@@ -11,9 +11,10 @@ import torch
 from conftest import REPO
 
 from detector import build_model, load_config
+from detector.commands import quantize as quantize_command
 from detector.data.synthetic import CLASS_NAMES, generate_synthetic_coco, render_image
 from detector.export import export_onnx, read_metadata
-from detector.export.quantize import box_prediction_convs, decode_tail, quantize_int8
+from detector.export.quantize import box_prediction_convs, decode_tail, int8_convolution_overflows, quantize_int8
 from detector.inference import OnnxPredictor
 
 
@@ -74,3 +75,23 @@ def test_quantize_tool_and_its_errors(tmp_path):
     result = subprocess.run([*cmd, "--out", str(tmp_path / "r.onnx"), "--n", "0"], capture_output=True, text=True,
                             cwd=REPO, timeout=300)  # fmt: skip
     assert result.returncode == 2 and "--n: expected at least 1 calibration image, got 0" in result.stderr
+
+
+def test_int8_convolution_overflows_on_x86_without_vnni(tmp_path, monkeypatch, capsys):
+    assert int8_convolution_overflows("x86_64", {"avx2", "fma"})
+    assert not int8_convolution_overflows("x86_64", {"avx2", "avx512f", "avx512_vnni"})
+    assert not int8_convolution_overflows("AMD64", {"avx2", "avx_vnni"})
+    assert not int8_convolution_overflows("aarch64", set())
+    # detector quantize says so on such a CPU, unless the weights are 7-bit already.
+    data = generate_synthetic_coco(tmp_path / "data", num_train=2, num_val=1, image_size=64, seed=1)
+    model = build_model(
+        load_config(REPO / "configs" / "_base_" / "models" / "yolox_nano.yaml", ["model.head.num_classes=5"])
+    )
+    fp32 = export_onnx(model, tmp_path / "m.onnx", imgsz=64)
+    overrides = [f"data.train.ann_file={data['train_ann']}", f"data.train.img_dir={data['train_images']}"]
+    monkeypatch.setattr(quantize_command, "int8_convolution_overflows", lambda: True)
+    for bits, noted in (("8", True), ("7", False)):
+        argv = [str(fp32), "yolox_nano_shapes", "--out", str(tmp_path / f"q{bits}.onnx"), "--n", "2",
+                "--weight-bits", bits, "--set", *overrides]  # fmt: skip
+        assert quantize_command.main(argv) == 0
+        assert ("quantise with --weight-bits 7" in capsys.readouterr().out) == noted
