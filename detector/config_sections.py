@@ -150,13 +150,16 @@ class TrackConfig:
 
     tracker: dict[str, Any] | None = setting(None, "the tracker: a config with a 'type' (e.g. ByteTracker)")
     interpolate: bool = setting(True, "fill the gaps the tracker bridged in results.txt (offline, as ByteTrack)")
+    interpolate_max_gap: int = setting(
+        20, "longest gap interpolate fills: frames between a track's two rows (ByteTrack's 20)"
+    )
     backfill: bool = setting(True, "add each track's detections from before its confirmation to results.txt (offline)")
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")
 
     def check(self, path: str) -> None:
-        check_non_negative(path, trail=self.trail)
+        check_non_negative(path, trail=self.trail, interpolate_max_gap=self.interpolate_max_gap)
 
 
 @dataclasses.dataclass

@@ -28,9 +28,9 @@ from detector.tracking.pipeline import detections_from_file, detections_from_pre
 from detector.tracking.sources import FrameSource
 from detector.utils.fileio import atomic_write_text
 
-#: The packaged tracker chosen on simulated sequences (``bench/track_bench.py --parts select``):
-#: BoT-SORT's motion on ByteTrack's association (``detector/configs/_base_/trackers/botsort.yaml``).
-DEFAULT_TRACKER = "_base_/trackers/botsort"
+#: The tracker chosen on simulated sequences (``bench/track_bench.py --parts select``): BoT-SORT's
+#: motion on ByteTrack's association, lost tracks kept 60 frames (``detector/configs/_base_/trackers/default.yaml``).
+DEFAULT_TRACKER = "_base_/trackers/default"
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     what.add_argument("--onnx", help="ONNX detector from detector export, run with ONNX Runtime")
     what.add_argument("--motion", action="store_true", help="moving blobs of a static camera (no weights needed)")
     parser.add_argument("--config", help="config giving the model of an official YOLOX checkpoint")
-    parser.add_argument("--tracker", default=DEFAULT_TRACKER, help="tracker config (default: BoT-SORT's motion)")
+    parser.add_argument("--tracker", default=DEFAULT_TRACKER, help="tracker config (default: _base_/trackers/default)")
     add_overrides_argument(parser, "tracker config")
     parser.add_argument("--out", default="runs/track", help="output folder (default runs/track)")
     parser.add_argument("--gt", help="MOTChallenge ground truth: print and save the MOT metrics")
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             args.out,
             write_video=not args.no_video,
             interpolate=cfg.interpolate,
+            interpolate_max_gap=cfg.interpolate_max_gap,
             backfill=cfg.backfill,
             trail=cfg.trail,
             class_names=class_names,

@@ -97,6 +97,7 @@ def track_sequence(
     out_dir: str | os.PathLike[str],
     write_video: bool = True,
     interpolate: bool = True,
+    interpolate_max_gap: int = 20,
     backfill: bool = True,
     trail: int = 30,
     class_names: Sequence[str] | None = None,
@@ -105,8 +106,9 @@ def track_sequence(
     """Track every frame of ``source``; write ``out_dir/results.txt`` and, when ``write_video``
     and the source has images, ``out_dir/annotated.mp4`` (boxes, ids, ``trail`` frames of trail).
 
-    ``interpolate``: fill the gaps the tracker bridged (at most its ``max_age``) in the results
-    file by linear interpolation (``interpolate_gaps``); ``backfill``: add each track's detections
+    ``interpolate``: fill the gaps the tracker bridged, of at most ``interpolate_max_gap`` frames
+    between a track's two rows, in the results file by linear interpolation (``interpolate_gaps``;
+    longer ones are more often a wrong re-association than a hidden person); ``backfill``: add each track's detections
     from the frames before it was confirmed (``Tracks.earlier``). The video shows the online
     tracks.
     """
@@ -146,7 +148,7 @@ def track_sequence(
         results = np.concatenate([online, *earlier]) if backfill else online
         results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
-            results = interpolate_gaps(results, max_gap=tracker.max_lost_frames + 1)
+            results = interpolate_gaps(results, max_gap=interpolate_max_gap)
         results_path = write_mot_results(out / "results.txt", results)
     except BaseException:
         if writer is not None:

@@ -194,3 +194,21 @@ def test_tracks_confirmed_on_the_first_frame_or_dropped_report_nothing_earlier()
         for dets in frames:
             out = tracker.update(np.array(dets).reshape(-1, 4), np.full(len(dets), 0.9))
             assert out.earlier.shape == (0, 7)
+
+
+def test_the_default_tracker_keeps_a_lost_person_60_frames_botsort_30():
+    from detector import load_config
+    from detector.commands.track import DEFAULT_TRACKER
+    from detector.config_sections import parse_config
+
+    def tracker_of(config):
+        return TRACKERS.build(parse_config(load_config(config)).track.tracker, "track.tracker")
+
+    default, botsort = tracker_of(DEFAULT_TRACKER), tracker_of("_base_/trackers/botsort")
+    assert DEFAULT_TRACKER == "_base_/trackers/default" and type(default) is BotSortTracker
+    assert (default.max_lost_frames, botsort.max_lost_frames) == (60, 30)
+    # Same association otherwise: a person standing still, hidden for 45 frames, comes back.
+    still = [(box(300, 200, 40, 100), 0.9)]
+    for tracker, same_id in ((default, True), (botsort, False)):
+        seen = run(tracker, [still] * 3 + [[]] * 45 + [still] * 3)
+        assert list(seen[2]) == [1] and (list(seen[-1]) == [1]) == same_id, seen[-1]
