@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         kept = f", {len(keep)} most sensitive convs in float" if keep else ""
         print(f"wrote {path} (INT8 QDQ, calibrated on {count} images of data.train{kept})")
         if args.weight_bits == 8 and int8_convolution_overflows():
-            print("note: this CPU has no VNNI; ONNX Runtime's INT8 convolution can overflow on 8-bit weights "
-                  "here. If the model runs on such CPUs, quantise with --weight-bits 7.")  # fmt: skip
+            print(
+                "note: this CPU has no VNNI: ONNX Runtime's INT8 convolutions can saturate on 8-bit weights here, "
+                "so outputs differ a little from other CPUs'; quantise with --weight-bits 7 to avoid it."
+            )
         return 0
 
     return run_tool(run, debug=args.debug)
