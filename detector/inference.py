@@ -110,9 +110,9 @@ def load_detector(
             cfg = {**cfg, "qat": qat}  # the fake-quantised layout belongs to the weights too
         model = build_model(cfg)
         state = ckpt["model"]
-        if parse_config(cfg).qat.enabled:
-            settings = parse_config(cfg).qat
-            model = prepare_qat(model, settings.range_momentum, settings.weight_bits)
+        qat_settings = parse_config(cfg).qat
+        if qat_settings.enabled:
+            model = prepare_qat(model, qat_settings.range_momentum, qat_settings.weight_bits)
             state = drop_box_prediction_quantisers(state)
         model.load_state_dict(state)
     elif cfg is not None:

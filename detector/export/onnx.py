@@ -93,6 +93,11 @@ class ExportModel(nn.Module):
         return out_boxes, out_scores, out_labels, valid.sum(dim=1)
 
 
+#: How an INT8 model's ``quantization`` metadata names its weights, by weight bits (7: ONNX
+#: Runtime's ``reduce_range``, weights within +-64).
+INT8_WEIGHTS = {8: "per-channel weights", 7: "per-channel 7-bit weights (reduce_range)"}
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -141,8 +146,7 @@ def export_onnx(
             proto = fold_qdq_constants(proto)
             from detector.compress.qat import weight_bits_of
 
-            bits = weight_bits_of(model)
-            weights = "per-channel 7-bit weights (reduce_range)" if bits == 7 else "per-channel weights"
+            weights = INT8_WEIGHTS[weight_bits_of(model)]
             metadata["quantization"] = f"int8 QDQ from quantisation-aware training, {weights}"
         metadata.update(
             imgsz=f"{h},{w}",

@@ -22,7 +22,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from detector.data.transforms import letterbox
 from detector.export.align import sqnr_db, with_intermediate_outputs
-from detector.export.onnx import read_metadata
+from detector.export.onnx import INT8_WEIGHTS, read_metadata
 from detector.models.heads.yolox_head import YOLOXHead
 from detector.utils.fileio import atomic_write
 
@@ -124,7 +124,7 @@ def quantize_int8(
     atomically; returns ``out_path``."""
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"--method: expected one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
-    if weight_bits not in (7, 8):
+    if weight_bits not in INT8_WEIGHTS:
         raise ValueError(f"--weight-bits: expected 8 or 7, got {weight_bits!r}")
     metadata = read_metadata(model_path)
     if "imgsz" not in metadata:
@@ -156,8 +156,7 @@ def quantize_int8(
         proto = onnx.load(str(quantized))
         kept = f", {len(keep_float)} layers kept in float" if keep_float else ""
         kept += ", box predictions in float" if box_float else ""
-        weights = "per-channel 7-bit weights (reduce_range)" if weight_bits == 7 else "per-channel weights"
-        metadata["quantization"] = f"int8 static QDQ, {weights}, {method} calibration{kept}"
+        metadata["quantization"] = f"int8 static QDQ, {INT8_WEIGHTS[weight_bits]}, {method} calibration{kept}"
         onnx.helper.set_model_props(proto, metadata)
         data = proto.SerializeToString()
     return atomic_write(out_path, lambda f: f.write(data), binary=True)

@@ -108,9 +108,9 @@ def track_sequence(
 
     ``interpolate``: fill the gaps the tracker bridged, of at most ``interpolate_max_gap`` frames
     between a track's two rows, in the results file by linear interpolation (``interpolate_gaps``;
-    longer ones are more often a wrong re-association than a hidden person); ``backfill``: add each track's detections
-    from the frames before it was confirmed (``Tracks.earlier``). The video shows the online
-    tracks.
+    longer ones are more often a wrong re-association than a hidden person); ``backfill``: add
+    each track's detections from the frames before it was confirmed (``Tracks.earlier``). The
+    video shows the online tracks.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
