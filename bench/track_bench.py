@@ -53,9 +53,10 @@ SHARED = Path(os.environ.get("DETECTOR_SHARED", HERE.parents[1] / "shared"))
 PEERS_VENV = HERE / ".venv-peers"
 OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `detector track`, for every tracker
 #: Our candidates: label -> (packaged tracker config, overrides). The next two combine the
-#: published ideas of the first three; the last two keep lost tracks as long as BoostTrack's and
-#: OccluBoost's published defaults do (BoxMOT 25.0's max_age: 60 and 146 frames). No number
-#: here was tuned.
+#: published ideas of the first three; the next two keep lost tracks as long as BoostTrack's and
+#: OccluBoost's published defaults do (BoxMOT 25.0's max_age: 60 and 146 frames); the last two
+#: join tracks offline across gaps as long as that memory (``track.link_max_gap``) at two
+#: overlaps. No number here was tuned.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 CANDIDATES = {
@@ -66,6 +67,14 @@ CANDIDATES = {
     "BotSortTracker + OC-SORT's ideas": ("_base_/trackers/botsort", OC_IDEAS),
     "BotSortTracker, max_age 60 (BoostTrack's)": ("_base_/trackers/botsort", ["track.tracker.max_age=60"]),
     "BotSortTracker, max_age 146 (OccluBoost's)": ("_base_/trackers/botsort", ["track.tracker.max_age=146"]),
+    "BotSortTracker, max_age 60, tracks joined offline (60 frames, IoU 0.5)": (
+        "_base_/trackers/botsort",
+        ["track.tracker.max_age=60", "track.link_max_gap=60"],
+    ),
+    "BotSortTracker, max_age 60, tracks joined offline (60 frames, IoU 0.3)": (
+        "_base_/trackers/botsort",
+        ["track.tracker.max_age=60", "track.link_max_gap=60", "track.link_min_iou=0.3"],
+    ),
 }
 BOXMOT = ("ByteTrack", "OcSort", "BotSort", "OccluBoost", "BoostTrack", "SFSORT", "DeepOcSort", "HybridSort")
 PEERS = ["SORT", "ByteTrack-supervision", *(f"BoxMOT-{name}" for name in BOXMOT)]
@@ -90,12 +99,15 @@ def tracker_config(config: str, overrides: list[str]) -> dict:
 
 def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
     """Result rows of our tracker built from ``config`` on ``sequence``: online (as emitted) and
-    with the detections from before each track's confirmation added (``track.backfill``; the
-    offline result before interpolation)."""
+    with the detections from before each track's confirmation added (``track.backfill``) and
+    tracks joined as the config says (``track.link_max_gap``): the offline result before
+    interpolation."""
+    track = parse_config(load_config(config, overrides)).track
     source = FrameSource(sequence)
-    tracker = TRACKERS.build(tracker_config(config, overrides), "track.tracker", frame_rate=source.frame_rate)
+    tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
-                         write_video=False, interpolate=False, backfill=True, progress=False)  # fmt: skip
+                         write_video=False, interpolate=False, backfill=True, link_max_gap=track.link_max_gap,
+                         link_min_iou=track.link_min_iou, progress=False)  # fmt: skip
     return run.online_rows, run.rows
 
 

@@ -154,12 +154,20 @@ class TrackConfig:
         20, "longest gap interpolate fills: frames between a track's two rows (ByteTrack's 20)"
     )
     backfill: bool = setting(True, "add each track's detections from before its confirmation to results.txt (offline)")
+    link_max_gap: int = setting(
+        0, "offline: join a track to one starting up to this many frames after its end if their motions agree (0: off)"
+    )
+    link_min_iou: float = setting(0.5, "IoU the two tracks need, both extrapolated to the middle of their gap")
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")
 
     def check(self, path: str) -> None:
-        check_non_negative(path, trail=self.trail, interpolate_max_gap=self.interpolate_max_gap)
+        check_non_negative(
+            path, trail=self.trail, interpolate_max_gap=self.interpolate_max_gap, link_max_gap=self.link_max_gap
+        )
+        if not 0.0 < self.link_min_iou <= 1.0:
+            raise ConfigError(f"{path}.link_min_iou: {self.link_min_iou!r}; expected a number in (0, 1]")
 
 
 @dataclasses.dataclass

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             interpolate=cfg.interpolate,
             interpolate_max_gap=cfg.interpolate_max_gap,
             backfill=cfg.backfill,
+            link_max_gap=cfg.link_max_gap,
+            link_min_iou=cfg.link_min_iou,
             trail=cfg.trail,
             class_names=class_names,
             progress=not args.no_progress,

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector.tracking.mot_io import group_by_frame, mot_to_xyxy, read_mot, write_mot_results, xyxy_to_mot_xywh
-from detector.tracking.postprocess import interpolate_gaps
+from detector.tracking.postprocess import interpolate_gaps, link_tracklets
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import ByteTracker, Tracks
 from detector.utils.visualize import class_color
@@ -99,6 +99,8 @@ def track_sequence(
     interpolate: bool = True,
     interpolate_max_gap: int = 20,
     backfill: bool = True,
+    link_max_gap: int = 0,
+    link_min_iou: float = 0.5,
     trail: int = 30,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
@@ -109,8 +111,10 @@ def track_sequence(
     ``interpolate``: fill the gaps the tracker bridged, of at most ``interpolate_max_gap`` frames
     between a track's two rows, in the results file by linear interpolation (``interpolate_gaps``;
     longer ones are more often a wrong re-association than a hidden person); ``backfill``: add
-    each track's detections from the frames before it was confirmed (``Tracks.earlier``). The
-    video shows the online tracks.
+    each track's detections from the frames before it was confirmed (``Tracks.earlier``);
+    ``link_max_gap`` > 0: join tracks that continue one another across at most that many frames
+    (``link_tracklets``, before interpolation, so joined gaps are filled too). The video shows the
+    online tracks.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +150,7 @@ def track_sequence(
             bar.set_postfix_str(f"{frames / max(time.perf_counter() - start, 1e-9):.1f} fps, {len(tracks)} tracks")
         online = np.concatenate(rows) if rows else np.zeros((0, 7))
         results = np.concatenate([online, *earlier]) if backfill else online
+        results = link_tracklets(results, max_gap=link_max_gap, min_iou=link_min_iou)
         results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
             results = interpolate_gaps(results, max_gap=interpolate_max_gap)

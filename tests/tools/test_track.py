@@ -96,3 +96,23 @@ def test_unreadable_sources_are_one_line_errors(tmp_path):
         result.returncode == 2
         and "--classes: expected class labels (0, 1, ...) or 'all', got 'person'" in result.stderr
     )
+
+
+def test_split_tracks_are_joined_as_the_track_settings_say(tmp_path):
+    # One person walking right, unseen for frames 11-50; the tracker keeps lost tracks 30 frames.
+    seq = tmp_path / "SEQ"
+    (seq / "det").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength=60\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+    )
+    (seq / "det" / "det.txt").write_text(
+        "".join(f"{f},-1,{100 + 2 * f},100,40,100,0.9\n" for f in [*range(1, 11), *range(51, 61)])
+    )
+    ids = {}
+    for gap in (0, 60):
+        out = tmp_path / f"out{gap}"
+        result = track(seq, "--dets", seq / "det" / "det.txt", "--out", out, "--no-video", "--set",
+                       "track.tracker.max_age=30", f"track.link_max_gap={gap}")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        ids[gap] = set(np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 1].tolist())
+    assert len(ids[0]) == 2 and ids[60] == {1.0}
