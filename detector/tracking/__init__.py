@@ -1,6 +1,7 @@
 """Multi-object tracking: Kalman filters, association, the trackers (ByteTrack-style, with
 OC-SORT's and BoT-SORT's ideas), camera-motion compensation, the ReID hook, frame sources, the
-whole-sequence pipeline, MOTChallenge file I/O and MOT metrics.
+whole-sequence pipeline with its offline clean-up (gap interpolation, joining split tracks),
+MOTChallenge file I/O and MOT metrics.
 
 Importing the package registers ``ByteTracker``, ``OCSortTracker`` and ``BotSortTracker`` in
 ``TRACKERS``.
@@ -19,6 +20,7 @@ from detector.tracking.mot_io import (
     write_mot_results,
     xyxy_to_mot_xywh,
 )
+from detector.tracking.postprocess import interpolate_gaps, link_tracklets
 from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker, Tracks
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "evaluate_mot",
     "format_mot_table",
     "group_by_frame",
+    "interpolate_gaps",
+    "link_tracklets",
     "mot_to_xyxy",
     "read_mot",
     "read_seqinfo",
