@@ -8,9 +8,9 @@
   ``nano36``: 36 epochs) and ``bench/distill.py`` (YOLOX-Tiny, 36 epochs, seed 0) are pruned by
   ``detector prune --flops F`` (``PRUNINGS``: 70 % and 50 % of the FLOPs kept, per-layer and
   global ranking) and fine-tuned through ``detector train`` from the pruned weights for a third
-  of the baseline's epochs, one fine-tune per seed. Rows: the baseline; the baseline itself fine-tuned the same way (the
-  control: what the extra epochs give without pruning); each pruned model, with ``--distill``
-  the last one distilled from its unpruned baseline too; ONNX INT8 (static QDQ PTQ, 100
+  of the baseline's epochs, one fine-tune per seed. Rows: the baseline; the baseline itself
+  fine-tuned the same way (the control: what the extra epochs give without pruning); each
+  pruned model, with ``--distill`` the last one distilled from its unpruned baseline too; ONNX INT8 (static QDQ PTQ, 100
   calibration images) of the baseline and the last pruned model. mAP50-95 / mAP50 on the
   shapes validation set, mean ± sample std over seeds.
 * int8: the SiLU Nano baselines and ReLU ones (``yolox_nano_relu_shapes``, 12 epochs per seed;

@@ -93,8 +93,9 @@ def peers_python() -> Path:
     return python
 
 
-def tracker_config(config: str, overrides: list[str]) -> dict:
-    return dict(parse_config(load_config(config, overrides)).track.tracker)
+def track_settings(config: str, overrides: list[str]) -> TrackConfig:
+    """The ``track`` section of ``config`` with ``overrides``, parsed and checked."""
+    return parse_config(load_config(config, overrides)).track
 
 
 def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +103,7 @@ def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tu
     with the detections from before each track's confirmation added (``track.backfill``) and
     tracks joined as the config says (``track.link_max_gap``): the offline result before
     interpolation."""
-    track = parse_config(load_config(config, overrides)).track
+    track = track_settings(config, overrides)
     source = FrameSource(sequence)
     tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
@@ -267,7 +268,8 @@ def our_speed(sequence: Path, config: str, overrides: list[str], repeats: int) -
     num_frames = int(info["seqLength"])
     frames = [(mot_to_xyxy(by_frame[f]), by_frame[f][:, 6].copy(), np.zeros(len(by_frame[f]), np.int64))
               if f in by_frame else empty for f in range(1, num_frames + 1)]  # fmt: skip
-    tracker = TRACKERS.build(tracker_config(config, overrides), "track.tracker", frame_rate=float(info["frameRate"]))
+    settings = dict(track_settings(config, overrides).tracker)
+    tracker = TRACKERS.build(settings, "track.tracker", frame_rate=float(info["frameRate"]))
     times = []
     for _ in range(repeats):
         tracker.reset()

@@ -38,23 +38,21 @@ def interpolate_gaps(rows: np.ndarray, max_gap: int = 20) -> np.ndarray:
     return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
-def _track_ends(rows: np.ndarray, fit_frames: int) -> dict[int, tuple[float, float, np.ndarray, np.ndarray]]:
-    """Per id: first frame, last frame, and the ``[2, 4]`` first / last box (centre x, y, w, h) and
-    ``[2, 2]`` centre velocities (pixels per frame) fitted on the ``fit_frames`` rows at each end."""
-    ends = {}
-    for track_id in np.unique(rows[:, 1]):
-        own = rows[rows[:, 1] == track_id]
-        own = own[np.argsort(own[:, 0], kind="stable")]
+def _track_ends(rows: np.ndarray, fit_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per track (ids in ascending order): ``[T]`` ids, ``[T, 2]`` first and last frame, ``[T, 2, 4]``
+    first and last MOT box, and ``[T, 2, 2]`` centre velocities (pixels per frame) fitted on the
+    ``fit_frames`` rows at the start and at the end."""
+    by_id = rows[np.lexsort((rows[:, 0], rows[:, 1]))]
+    ids, starts = np.unique(by_id[:, 1], return_index=True)
+    frames, boxes, velocities = np.zeros((len(ids), 2)), np.zeros((len(ids), 2, 4)), np.zeros((len(ids), 2, 2))
+    for t, own in enumerate(np.split(by_id, starts[1:])):
+        frames[t], boxes[t] = own[[0, -1], 0], own[[0, -1], 2:6]
         centres = own[:, 2:4] + own[:, 4:6] / 2
-        boxes, velocities = np.zeros((2, 4)), np.zeros((2, 2))
         for side, part in enumerate((slice(0, fit_frames), slice(-fit_frames, None))):
-            frames, points = own[part, 0], centres[part]
-            boxes[side] = np.concatenate([centres[0 if side == 0 else -1], own[0 if side == 0 else -1, 4:6]])
-            if len(frames) > 1 and np.ptp(frames) > 0:
-                offset = frames - frames.mean()
-                velocities[side] = offset @ (points - points.mean(axis=0)) / (offset @ offset)
-        ends[int(track_id)] = (own[0, 0], own[-1, 0], boxes, velocities)
-    return ends
+            offset = own[part, 0] - own[part, 0].mean()
+            if (offset**2).sum() > 0:
+                velocities[t, side] = offset @ (centres[part] - centres[part].mean(axis=0)) / (offset @ offset)
+    return ids, frames, boxes, velocities
 
 
 def link_tracklets(rows: np.ndarray, max_gap: int = 60, min_iou: float = 0.5, fit_frames: int = 10) -> np.ndarray:
@@ -71,25 +69,21 @@ def link_tracklets(rows: np.ndarray, max_gap: int = 60, min_iou: float = 0.5, fi
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     if max_gap <= 0 or len(rows) == 0:
         return rows
-    ends = _track_ends(rows, fit_frames)
-    ids = sorted(ends, key=lambda i: (ends[i][0], i))
-    first = np.array([ends[i][0] for i in ids])
-    last = np.array([ends[i][1] for i in ids])
-    gap = first[None, :] - last[:, None]  # [A, B] frames from A's end to B's start
+    ids, frames, boxes, velocities = _track_ends(rows, fit_frames)
+    gap = frames[None, :, 0] - frames[:, None, 1]  # [A, B] frames from A's end to B's start
     cost = np.full(gap.shape, np.inf)
     for a, b in zip(*np.nonzero((gap >= 1) & (gap <= max_gap)), strict=True):
         half = gap[a, b] / 2
-        box_a, box_b = ends[ids[a]][2][1].copy(), ends[ids[b]][2][0].copy()
-        box_a[:2] += ends[ids[a]][3][1] * half
-        box_b[:2] -= ends[ids[b]][3][0] * half
-        corners = np.stack([box_a, box_b])
-        corners = np.concatenate([corners[:, :2] - corners[:, 2:] / 2, corners[:, 2:]], axis=1)
-        cost[a, b] = 1.0 - box_iou_xywh(corners[:1], corners[1:])[0, 0]
+        # Moving a box's centre with its size kept moves its top-left corner by as much.
+        end_a, start_b = boxes[a, 1].copy(), boxes[b, 0].copy()
+        end_a[:2] += velocities[a, 1] * half
+        start_b[:2] -= velocities[b, 0] * half
+        cost[a, b] = 1.0 - box_iou_xywh(end_a, start_b)[0, 0]
     matches, _, _ = linear_assignment(cost, 1.0 - min_iou)
-    successor = dict(zip(matches[:, 0].tolist(), matches[:, 1].tolist(), strict=True))
-    new_id = {i: i for i in ids}
-    for a in sorted(successor, key=lambda k: first[k]):  # predecessors first: chains pass the first id on
-        new_id[ids[successor[a]]] = new_id[ids[a]]
+    # Each successor starts after its predecessor ends: in start order a chain passes its first id on.
+    new_id = ids.copy()
+    for a, b in sorted(matches.tolist(), key=lambda m: frames[m[0], 0]):
+        new_id[b] = new_id[a]
     out = rows.copy()
-    out[:, 1] = [new_id[int(i)] for i in rows[:, 1]]
+    out[:, 1] = new_id[np.searchsorted(ids, rows[:, 1])]
     return out
