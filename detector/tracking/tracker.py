@@ -27,6 +27,7 @@ from detector.tracking.matching import COSTS, linear_assignment
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 KALMAN_FILTERS = {"xyah": KalmanFilter, "xywh": KalmanFilterXYWH}
+CHI2_99_4DOF = 13.2767  # chi-square 99 % quantile, 4 degrees of freedom (BoostTrack's DUO limit)
 
 
 @dataclasses.dataclass
@@ -102,6 +103,15 @@ class ByteTracker:
     motion + appearance_weight * cosine``, the cosine distance ``(1 - cos) / 2`` counting as 1
     above ``appearance_threshold``; only pairs the motion cost allows can match. A track's
     embedding is an EMA (``embedding_momentum``) of its high-score detections'.
+
+    BoostTrack's detection-confidence boosts (Stanojević and Todorović, 2024) change the scores
+    used to associate and to start tracks, not the scores tracks report: ``boost_likely`` > 0
+    raises a detection's score to ``boost_likely`` times its best IoU with a track's prediction
+    (its DLO boost; published 0.65); ``boost_unlikely`` raises a detection that scores below the
+    start threshold, lies beyond the chi-square 99 % Mahalanobis distance (4 dof) of every
+    confirmed or lost track and overlaps (IoU > 0.3) no stronger such detection to that
+    threshold (its DUO boost: someone nobody follows yet). ``low_score_recovery``: stage 2 also
+    offers weak detections to lost tracks, which ByteTrack keeps for confirmed ones.
     """
 
     def __init__(
@@ -133,6 +143,9 @@ class ByteTracker:
         appearance_weight: float = 0.5,
         appearance_threshold: float = 0.25,
         embedding_momentum: float = 0.9,
+        boost_likely: float = 0.0,
+        boost_unlikely: bool = False,
+        low_score_recovery: bool = False,
     ) -> None:
         if not 0.0 <= low_threshold <= high_threshold <= 1.0:
             raise ConfigError(
@@ -154,7 +167,8 @@ class ByteTracker:
                 "tracker: expected min_hits >= 1, max_age >= 0, frame_rate > 0, direction_delta_t >= 1, "
                 f"got {min_hits}, {max_age}, {frame_rate}, {direction_delta_t}"
             )
-        for name, value in (("appearance_weight", appearance_weight), ("embedding_momentum", embedding_momentum)):
+        for name, value in (("appearance_weight", appearance_weight), ("embedding_momentum", embedding_momentum),
+                            ("boost_likely", boost_likely)):  # fmt: skip
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"tracker.{name}: {value}; expected a number in [0, 1]")
         self.high_threshold = float(high_threshold)
@@ -183,6 +197,9 @@ class ByteTracker:
         self.appearance_weight = float(appearance_weight)
         self.appearance_threshold = float(appearance_threshold)
         self.embedding_momentum = float(embedding_momentum)
+        self.boost_likely = float(boost_likely)
+        self.boost_unlikely = bool(boost_unlikely)
+        self.low_score_recovery = bool(low_score_recovery)
         self.reset()
 
     _ARRAYS = ("mean", "cov", "ids", "state", "hits", "missed", "scores", "labels", "det_boxes", "obs_boxes",
@@ -271,6 +288,27 @@ class ByteTracker:
         column = np.where(recent.any(axis=1), recent.argmax(axis=1), self.delta_t - 1)
         rows = np.arange(len(tracks))
         return self.obs_boxes[tracks][rows, column], frames[rows, column] >= 0
+
+    def _boosted_scores(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``scores`` ``[N]`` of ``boxes`` ``[N, 4]`` with BoostTrack's boosts (see the class
+        docstring) against the tracks' predictions of this frame."""
+        scores = scores.copy()
+        same_class = self.labels[:, None] == labels[None, :]  # [T, N]
+        if self.boost_likely > 0:
+            iou = np.where(same_class, box_iou(self._predicted_boxes, boxes), 0.0)
+            scores = np.maximum(scores, self.boost_likely * iou.max(axis=0, initial=0.0))
+        if self.boost_unlikely:
+            start = max(self.new_track_threshold, self.high_threshold)
+            # Tentative tracks do not count as followed, so a boosted start can go on to confirm.
+            distance = self.kalman.gating_distance(self.mean, self.cov, self.kalman.from_xyxy(boxes))
+            followed = same_class & (self.state != TENTATIVE)[:, None]
+            far = np.where(followed, distance, np.inf).min(axis=0, initial=np.inf) > CHI2_99_4DOF
+            candidates = np.flatnonzero(far & (scores < start))
+            overlap = box_iou(boxes[candidates], boxes[candidates]) > 0.3
+            np.fill_diagonal(overlap, False)
+            rival = np.where(overlap, scores[candidates][None, :], -np.inf).max(axis=1, initial=-np.inf)
+            scores[candidates[scores[candidates] >= rival]] = start
+        return scores
 
     def _apply(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores, features=None) -> None:
         if len(tracks) == 0:
@@ -376,8 +414,6 @@ class ByteTracker:
         if self.classes is not None:
             keep &= (labels[:, None] == self.classes[None, :]).any(axis=1)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        high = np.flatnonzero(scores >= self.high_threshold)
-        low = np.flatnonzero(scores < self.high_threshold)
         features = self.reid(image, boxes) if self.reid is not None and image is not None and len(boxes) else None
 
         if self.num_tracks:
@@ -387,32 +423,39 @@ class ByteTracker:
         if self.camera is not None and image is not None:
             self._follow_camera(image)
         self._predicted_boxes = self.kalman.to_xyxy(self.mean)
+        # Association and track starts use the boosted scores; tracks keep the detector's.
+        boosted = scores
+        if ((self.boost_likely > 0 and self.num_tracks) or self.boost_unlikely) and len(boxes):
+            boosted = self._boosted_scores(boxes, scores, labels)
+        high = np.flatnonzero(boosted >= self.high_threshold)
+        low = np.flatnonzero(boosted < self.high_threshold)
         rows = np.arange(self.num_tracks)
         pool = rows[(self.state == CONFIRMED) | (self.state == LOST)]
         tentative = rows[self.state == TENTATIVE]
         # 1. followed and lost tracks vs confident detections
         hit1, det1, pool_left, high_left = self._match(
-            pool, high, boxes, scores, labels, self.match_threshold, "custom", self.fuse_score, features
+            pool, high, boxes, boosted, labels, self.match_threshold, "custom", self.fuse_score, features
         )
         self._apply(hit1, det1, boxes, scores, features)
         self._confirm(hit1)
-        # 2. still-followed tracks vs weak detections (lost tracks are not revived by them)
-        followed = pool_left[self.state[pool_left] == CONFIRMED]
-        hit2, det2, _, _ = self._match(followed, low, boxes, scores, labels, self.second_match_threshold, "iou", False)
+        # 2. still-followed tracks (and lost ones with low_score_recovery) vs weak detections
+        followed = pool_left if self.low_score_recovery else pool_left[self.state[pool_left] == CONFIRMED]
+        hit2, det2, _, _ = self._match(followed, low, boxes, boosted, labels, self.second_match_threshold, "iou", False)
         self._apply(hit2, det2, boxes, scores, features)
+        self._confirm(hit2)
         hits = [hit1, hit2]
         # 2b. OC-SORT's recovery: tracks still unmatched vs confident detections, by their last observed box
         if self.observation_recovery:
             unmatched = np.setdiff1d(pool_left, hit2)
             hit_r, det_r, _, high_left = self._match(
-                unmatched, high_left, boxes, scores, labels, self.match_threshold, "observation", False
+                unmatched, high_left, boxes, boosted, labels, self.match_threshold, "observation", False
             )
             self._apply(hit_r, det_r, boxes, scores, features)
             self._confirm(hit_r)
             hits.append(hit_r)
         # 3. tentative tracks vs the confident detections left
         hit3, det3, tentative_left, high_left = self._match(
-            tentative, high_left, boxes, scores, labels, self.unconfirmed_match_threshold, "custom", self.fuse_score,
+            tentative, high_left, boxes, boosted, labels, self.unconfirmed_match_threshold, "custom", self.fuse_score,
             features,
         )  # fmt: skip
         self._apply(hit3, det3, boxes, scores, features)
@@ -429,7 +472,7 @@ class ByteTracker:
         self._keep(~drop)
 
         # 4. new tracks from confident detections nobody claimed
-        new = high_left[scores[high_left] >= self.new_track_threshold]
+        new = high_left[boosted[high_left] >= self.new_track_threshold]
         if len(new):
             self._start(new, boxes, scores, labels, features)
 
