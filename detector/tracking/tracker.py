@@ -70,14 +70,15 @@ def direction_consistency(
 
 @TRACKERS.register()
 class ByteTracker:
-    """ByteTrack association (Zhang et al., 2022) on a SORT-style Kalman filter, with OC-SORT's
-    and BoT-SORT's ideas as options (all off by default).
+    """ByteTrack association (Zhang et al., 2022) on a SORT-style Kalman filter, with OC-SORT's,
+    BoT-SORT's and BoostTrack's ideas as options (all off by default).
 
     Each frame: (1) confirmed and lost tracks are matched to detections scoring at least
     ``high_threshold`` (cost ``cost`` (``iou``, ``giou`` or ``centre``), times the detection score
     when ``fuse_score``; pairs costing more than ``match_threshold`` never match); (2) confirmed
     tracks still unmatched are matched to detections scoring in ``[low_threshold, high_threshold)``
-    (IoU cost, ``second_match_threshold``), which keeps people through partial occlusions;
+    (IoU cost, ``second_match_threshold``; lost ones too with ``low_score_recovery``), which
+    keeps people through partial occlusions;
     (3) tentative tracks are matched to the remaining high-score detections
     (``unconfirmed_match_threshold``); a tentative track is confirmed, and gets its id, after
     ``min_hits`` consecutive hits, and dropped at its first miss; (4) high-score detections left
