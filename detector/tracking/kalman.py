@@ -18,6 +18,7 @@ import numpy as np
 #: 95 % quantiles of the chi-square distribution by degrees of freedom: the gate on the squared
 #: Mahalanobis distance (4 for the full measurement, 2 for the position only).
 CHI2_95 = {1: 3.8415, 2: 5.9915, 3: 7.8147, 4: 9.4877}
+CHI2_99 = {4: 13.2767}  # BoostTrack's limit for a detection nobody follows
 
 
 def xyxy_to_cxcyah(boxes: np.ndarray) -> np.ndarray:

@@ -22,12 +22,11 @@ from detector.registry import TRACKERS
 from detector.tracking.appearance import ReID, TorchReID, cosine_distance
 from detector.tracking.camera_motion import CAMERA_MOTION_METHODS, CameraMotion
 from detector.tracking.geometry import box_iou
-from detector.tracking.kalman import CHI2_95, KalmanFilter, KalmanFilterXYWH
+from detector.tracking.kalman import CHI2_95, CHI2_99, KalmanFilter, KalmanFilterXYWH
 from detector.tracking.matching import COSTS, linear_assignment
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 KALMAN_FILTERS = {"xyah": KalmanFilter, "xywh": KalmanFilterXYWH}
-CHI2_99_4DOF = 13.2767  # chi-square 99 % quantile, 4 degrees of freedom (BoostTrack's DUO limit)
 
 
 @dataclasses.dataclass
@@ -303,7 +302,7 @@ class ByteTracker:
             # Tentative tracks do not count as followed, so a boosted start can go on to confirm.
             distance = self.kalman.gating_distance(self.mean, self.cov, self.kalman.from_xyxy(boxes))
             followed = same_class & (self.state != TENTATIVE)[:, None]
-            far = np.where(followed, distance, np.inf).min(axis=0, initial=np.inf) > CHI2_99_4DOF
+            far = np.where(followed, distance, np.inf).min(axis=0, initial=np.inf) > CHI2_99[4]
             candidates = np.flatnonzero(far & (scores < start))
             overlap = box_iou(boxes[candidates], boxes[candidates]) > 0.3
             np.fill_diagonal(overlap, False)
@@ -426,7 +425,7 @@ class ByteTracker:
         self._predicted_boxes = self.kalman.to_xyxy(self.mean)
         # Association and track starts use the boosted scores; tracks keep the detector's.
         boosted = scores
-        if ((self.boost_likely > 0 and self.num_tracks) or self.boost_unlikely) and len(boxes):
+        if (self.boost_likely > 0 or self.boost_unlikely) and len(boxes):
             boosted = self._boosted_scores(boxes, scores, labels)
         high = np.flatnonzero(boosted >= self.high_threshold)
         low = np.flatnonzero(boosted < self.high_threshold)
