@@ -57,9 +57,11 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: published ideas of the first three; the next two keep lost tracks as long as BoostTrack's and
 #: OccluBoost's published defaults do (BoxMOT 25.0's max_age: 60 and 146 frames); the next two
 #: join tracks offline across gaps as long as that memory (``track.link_max_gap``) at two
-#: overlaps; the last three add to the default (the previous line) BoostTrack's detection-
+#: overlaps; the next three add to the default (the previous line) BoostTrack's detection-
 #: confidence boosts (Stanojević and Todorović, 2024), weak detections offered to lost tracks,
-#: and both. No number here was tuned.
+#: and both; the last three extend the default's tracks offline at both ends with the
+#: detections that continue them (``track.extend_max_miss``: 0, 2 or 5 frames without one
+#: allowed). No number here was tuned; the selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.
@@ -84,6 +86,13 @@ CANDIDATES = {
     "default.yaml + weak detections re-find lost tracks": (DEFAULT_TRACKER, RECOVERY),
     "default.yaml + BoostTrack's confidence boosts": (DEFAULT_TRACKER, BOOSTS),
     "default.yaml + both": (DEFAULT_TRACKER, [*RECOVERY, *BOOSTS]),
+    **{
+        f"default.yaml + tracks extended offline (up to {miss} frames without a detection)": (
+            DEFAULT_TRACKER,
+            [f"track.extend_max_miss={miss}"],
+        )
+        for miss in (0, 2, 5)
+    },
 }
 BOXMOT = ("ByteTrack", "OcSort", "BotSort", "OccluBoost", "BoostTrack", "SFSORT", "DeepOcSort", "HybridSort")
 PEERS = ["SORT", "ByteTrack-supervision", *(f"BoxMOT-{name}" for name in BOXMOT)]
@@ -109,15 +118,16 @@ def track_settings(config: str, overrides: list[str]) -> TrackConfig:
 
 def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
     """Result rows of our tracker built from ``config`` on ``sequence``: online (as emitted) and
-    with the detections from before each track's confirmation added (``track.backfill``) and
-    tracks joined as the config says (``track.link_max_gap``): the offline result before
-    interpolation."""
+    with the detections from before each track's confirmation added (``track.backfill``),
+    tracks joined and extended as the config says (``track.link_max_gap``,
+    ``track.extend_max_miss``): the offline result before interpolation."""
     track = track_settings(config, overrides)
     source = FrameSource(sequence)
     tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
                          write_video=False, interpolate=False, backfill=True, link_max_gap=track.link_max_gap,
-                         link_min_iou=track.link_min_iou, progress=False)  # fmt: skip
+                         link_min_iou=track.link_min_iou, extend_max_miss=track.extend_max_miss,
+                         extend_min_iou=track.extend_min_iou, progress=False)  # fmt: skip
     return run.online_rows, run.rows
 
 

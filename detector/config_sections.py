@@ -158,16 +158,24 @@ class TrackConfig:
         0, "offline: join a track to one starting up to this many frames after its end if their motions agree (0: off)"
     )
     link_min_iou: float = setting(0.5, "IoU the two tracks need, both extrapolated to the middle of their gap")
+    extend_max_miss: int | None = setting(
+        None,
+        "offline: extend tracks at both ends with the detections that continue them, stopping after "
+        "more than this many frames without one (null: off)",
+    )
+    extend_min_iou: float = setting(0.5, "IoU a detection needs with the extended track's moved box")
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")
 
     def check(self, path: str) -> None:
         check_non_negative(
-            path, trail=self.trail, interpolate_max_gap=self.interpolate_max_gap, link_max_gap=self.link_max_gap
-        )
-        if not 0.0 < self.link_min_iou <= 1.0:
-            raise ConfigError(f"{path}.link_min_iou: {self.link_min_iou!r}; expected a number in (0, 1]")
+            path, trail=self.trail, interpolate_max_gap=self.interpolate_max_gap, link_max_gap=self.link_max_gap,
+            extend_max_miss=self.extend_max_miss,
+        )  # fmt: skip
+        for key in ("link_min_iou", "extend_min_iou"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in (0, 1]")
 
 
 @dataclasses.dataclass

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             backfill=cfg.backfill,
             link_max_gap=cfg.link_max_gap,
             link_min_iou=cfg.link_min_iou,
+            extend_max_miss=cfg.extend_max_miss,
+            extend_min_iou=cfg.extend_min_iou,
             trail=cfg.trail,
             class_names=class_names,
             progress=not args.no_progress,

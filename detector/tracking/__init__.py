@@ -1,6 +1,7 @@
 """Multi-object tracking: Kalman filters, association, the trackers (ByteTrack-style, with
 OC-SORT's and BoT-SORT's ideas), camera-motion compensation, the ReID hook, frame sources, the
-whole-sequence pipeline with its offline clean-up (gap interpolation, joining split tracks),
+whole-sequence pipeline with its offline clean-up (joining split tracks, extending tracks over
+weak detections, gap interpolation),
 MOTChallenge file I/O and MOT metrics.
 
 Importing the package registers ``ByteTracker``, ``OCSortTracker`` and ``BotSortTracker`` in
@@ -20,7 +21,7 @@ from detector.tracking.mot_io import (
     write_mot_results,
     xyxy_to_mot_xywh,
 )
-from detector.tracking.postprocess import interpolate_gaps, link_tracklets
+from detector.tracking.postprocess import extend_tracks, interpolate_gaps, link_tracklets
 from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker, Tracks
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Tracks",
     "MotFormatError",
     "evaluate_mot",
+    "extend_tracks",
     "format_mot_table",
     "group_by_frame",
     "interpolate_gaps",

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector.tracking.mot_io import group_by_frame, mot_to_xyxy, read_mot, write_mot_results, xyxy_to_mot_xywh
-from detector.tracking.postprocess import interpolate_gaps, link_tracklets
+from detector.tracking.postprocess import extend_tracks, interpolate_gaps, link_tracklets
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import ByteTracker, Tracks
 from detector.utils.visualize import class_color
@@ -101,6 +101,8 @@ def track_sequence(
     backfill: bool = True,
     link_max_gap: int = 0,
     link_min_iou: float = 0.5,
+    extend_max_miss: int | None = None,
+    extend_min_iou: float = 0.5,
     trail: int = 30,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
@@ -113,8 +115,11 @@ def track_sequence(
     longer ones are more often a wrong re-association than a hidden person); ``backfill``: add
     each track's detections from the frames before it was confirmed (``Tracks.earlier``);
     ``link_max_gap`` > 0: join tracks that continue one another across at most that many frames
-    (``link_tracklets``, before interpolation, so joined gaps are filled too). The video shows the
-    online tracks.
+    (``link_tracklets``, before interpolation, so joined gaps are filled too); ``extend_max_miss``
+    not None: then extend each track at both ends with the detections that continue it
+    (``extend_tracks``: weak ones down to the tracker's ``low_threshold``, IoU >=
+    ``extend_min_iou``, stopping after more than ``extend_max_miss`` frames without one). The
+    video shows the online tracks.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +130,9 @@ def track_sequence(
     last_seen: dict[int, int] = {}
     rows: list[np.ndarray] = []
     earlier: list[np.ndarray] = []
+    # Extension needs every frame's detections and each track's class once the sequence is done.
+    seen: list[np.ndarray] = []
+    track_labels: dict[int, int] = {}
     tracker.reset()
     tracker_seconds, start, frames = 0.0, time.perf_counter(), 0
     bar = tqdm(total=source.num_frames or None, desc="tracking", unit="frame", disable=not progress, dynamic_ncols=True)
@@ -135,6 +143,10 @@ def track_sequence(
             tracks = tracker.update(boxes, scores, labels, image)
             tracker_seconds += time.perf_counter() - tick
             frames += 1
+            if extend_max_miss is not None:
+                if len(scores):
+                    seen.append(np.column_stack([np.full(len(scores), frame), labels, xyxy_to_mot_xywh(boxes), scores]))
+                track_labels.update(zip(tracks.ids.tolist(), tracks.labels.tolist(), strict=True))
             if len(tracks):
                 xywh = xyxy_to_mot_xywh(tracks.boxes)
                 rows.append(np.column_stack([np.full(len(tracks), frame), tracks.ids, xywh, tracks.scores]))
@@ -151,6 +163,11 @@ def track_sequence(
         online = np.concatenate(rows) if rows else np.zeros((0, 7))
         results = np.concatenate([online, *earlier]) if backfill else online
         results = link_tracklets(results, max_gap=link_max_gap, min_iou=link_min_iou)
+        if extend_max_miss is not None and seen:
+            results = extend_tracks(
+                results, np.concatenate(seen), extend_max_miss, extend_min_iou, tracker.low_threshold,
+                track_labels=track_labels,
+            )  # fmt: skip
         results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
             results = interpolate_gaps(results, max_gap=interpolate_max_gap)

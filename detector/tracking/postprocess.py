@@ -1,4 +1,6 @@
-"""Offline clean-up of a finished sequence's tracks before they are written.
+"""Offline clean-up of a finished sequence's tracks before they are written: joining split
+tracks (``link_tracklets``), extending tracks at their ends (``extend_tracks``) and filling their
+gaps (``interpolate_gaps``), in that order.
 
 Rows are ``[N, 7]`` frame, id, x, y, w, h, score (MOTChallenge boxes: top-left corner, width
 and height in pixels; frames 1-based).
@@ -10,6 +12,7 @@ import numpy as np
 
 from detector.tracking.geometry import box_iou_xywh
 from detector.tracking.matching import linear_assignment
+from detector.tracking.mot_io import group_by_frame
 
 
 def interpolate_gaps(rows: np.ndarray, max_gap: int = 20) -> np.ndarray:
@@ -87,3 +90,64 @@ def link_tracklets(rows: np.ndarray, max_gap: int = 60, min_iou: float = 0.5, fi
     out = rows.copy()
     out[:, 1] = new_id[np.searchsorted(ids, rows[:, 1])]
     return out
+
+
+def extend_tracks(
+    rows: np.ndarray,
+    detections: np.ndarray,
+    max_miss: int = 2,
+    min_iou: float = 0.5,
+    min_score: float = 0.1,
+    fit_frames: int = 10,
+    track_labels: dict[int, int] | None = None,
+) -> np.ndarray:
+    """Offline: extend each track at both ends with the detections, weak ones included, that
+    continue it: the tracker's second (low-score) association run outward from each end. Going
+    backwards recovers the frames before a track started, when its person was seen only weakly
+    (entering, or half hidden), which an online tracker cannot go back to.
+
+    ``detections`` ``[M, 7]``: frame, label, x, y, w, h, score (MOT boxes, pixels). From a track's
+    first (last) row, frame by frame towards the sequence's first (last) detection frame, its box
+    moves at the constant centre velocity fitted on its ``fit_frames`` rows nearest that end (size
+    kept); the detection overlapping it best, by IoU >= ``min_iou``, with score >= ``min_score``,
+    the track's label (``track_labels``: id -> label; None: one class) and no IoU >= ``min_iou``
+    with a row already in its frame, is added under the track's id (its own box and score) and
+    becomes the track's box. A track stops after more than ``max_miss`` frames in a row without
+    one; the frames it skipped are left to ``interpolate_gaps``. Tracks are extended in id
+    order. Rows ``[N, 7]`` as ``interpolate_gaps``; returns them with the new rows, sorted by
+    frame, then id. ``max_miss < 0`` returns ``rows`` sorted.
+    """
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+    detections = np.asarray(detections, dtype=np.float64).reshape(-1, 7)
+    detections = detections[detections[:, 6] >= min_score]
+    if max_miss < 0 or len(rows) == 0 or len(detections) == 0:
+        return rows[np.lexsort((rows[:, 1], rows[:, 0]))]
+    by_frame = group_by_frame(detections)
+    shown = {frame: list(own[:, 2:6]) for frame, own in group_by_frame(rows).items()}
+    first, last = min(by_frame), max(by_frame)
+    ids, frames, boxes, velocities = _track_ends(rows, fit_frames)
+    added = []
+    for t, track_id in enumerate(ids.tolist()):
+        label = None if track_labels is None else track_labels.get(int(track_id))
+        for side, step in ((0, -1), (1, 1)):
+            box, frame, misses = boxes[t, side].copy(), int(frames[t, side]), 0
+            while misses <= max_miss and first <= frame + step <= last:
+                frame += step
+                box[:2] += velocities[t, side] * step
+                candidates = by_frame.get(frame)
+                best = -1
+                if candidates is not None:
+                    iou = box_iou_xywh(box, candidates[:, 2:6])[0]
+                    if label is not None:
+                        iou[candidates[:, 1] != label] = 0.0
+                    if shown.get(frame):
+                        iou[box_iou_xywh(candidates[:, 2:6], np.array(shown[frame])).max(axis=1) >= min_iou] = 0.0
+                    best = int(iou.argmax()) if iou.max() >= min_iou else -1
+                if best < 0:
+                    misses += 1
+                    continue
+                box, misses = candidates[best, 2:6].copy(), 0
+                shown.setdefault(frame, []).append(box)
+                added.append([frame, track_id, *box, candidates[best, 6]])
+    out = np.concatenate([rows, np.array(added).reshape(-1, 7)])
+    return out[np.lexsort((out[:, 1], out[:, 0]))]

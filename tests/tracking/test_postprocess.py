@@ -1,5 +1,6 @@
 """Offline clean-up of finished tracks: joining tracks that continue one another
-(``link_tracklets``) on hand-made trajectories, and through ``detector track``'s pipeline."""
+(``link_tracklets``) and extending tracks at their ends (``extend_tracks``) on hand-made
+trajectories, and both through ``detector track``'s pipeline."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from detector.config import load_config
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
 from detector.tracking.pipeline import detections_from_file, track_sequence
-from detector.tracking.postprocess import link_tracklets
+from detector.tracking.postprocess import extend_tracks, link_tracklets
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import ByteTracker
 
@@ -16,6 +17,19 @@ from detector.tracking.tracker import ByteTracker
 def walk(track_id, frames, x0, vx, y=100.0, w=40.0, h=100.0):
     """MOT rows of a box of w x h px moving vx px/frame from x0 at frame 0."""
     return [[f, track_id, x0 + vx * f, y, w, h, 0.9] for f in frames]
+
+
+def write_sequence(tmp_path, scores, length):
+    """A MOT sequence folder without images of ``length`` frames and a det file: per frame in
+    ``scores``, one 40 x 100 px person 2 px/frame to the right of x = 100 at that score."""
+    det_file = tmp_path / "det.txt"
+    det_file.write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,{score}\n" for f, score in scores.items()))
+    seq = tmp_path / "SEQ"
+    seq.mkdir()
+    (seq / "seqinfo.ini").write_text(
+        f"[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength={length}\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+    )
+    return seq, det_file
 
 
 def ids_by_frame(rows, frame):
@@ -61,13 +75,7 @@ def test_of_two_continuations_the_better_one_wins():
 def test_detector_track_joins_tracks_across_gaps_longer_than_its_memory(tmp_path):
     # A person walking right, unseen for frames 11-50: the tracker (lost tracks kept 30 frames)
     # starts a new id; joining 60-frame gaps gives the results file one id.
-    dets = tmp_path / "det.txt"
-    dets.write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,0.9\n" for f in [*range(1, 11), *range(51, 61)]))
-    seq = tmp_path / "SEQ"
-    seq.mkdir()
-    (seq / "seqinfo.ini").write_text(
-        "[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength=60\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
-    )
+    seq, dets = write_sequence(tmp_path, {f: 0.9 for f in [*range(1, 11), *range(51, 61)]}, 60)
     runs = {
         gap: track_sequence(
             FrameSource(seq),
@@ -91,3 +99,79 @@ def test_link_settings_are_checked():
         parse_config(load_config("_base_/trackers/default", ["track.link_max_gap=-1"]))
     with pytest.raises(ConfigError, match=r"track\.link_gap: unknown key; did you mean 'track\.link_max_gap'\?$"):
         load_config("_base_/trackers/default", ["track.link_gap=5"])
+
+
+def dets(frames, x0, vx, score, label=0, y=100.0, w=40.0, h=100.0):
+    """Detection rows (frame, label, x, y, w, h, score) of the box ``walk`` moves."""
+    return [[f, label, x0 + vx * f, y, w, h, score] for f in frames]
+
+
+def test_a_track_is_extended_backwards_over_weak_detections_and_stops_after_max_miss():
+    # The tracker followed a person (2 px/frame) from frame 20; before that the detector saw them
+    # weakly in frames 12-19 except 16 and 17, and in frames 5-8 (a 3-frame hole at 9-11).
+    track = np.array(walk(1, range(20, 31), 100, 2))
+    weak = np.array(dets([5, 6, 7, 8, 12, 13, 14, 15, 18, 19], 100, 2, 0.3) + dets(range(20, 31), 100, 2, 0.9))
+    out = extend_tracks(track, weak, max_miss=2)
+    assert out[:, 0].tolist() == [12, 13, 14, 15, *range(18, 31)]  # 16-17 skipped; 9-11 is 3 > 2 misses
+    assert set(out[:, 1].tolist()) == {1}
+    np.testing.assert_allclose(out[out[:, 0] == 12][0, 2:], [124, 100, 40, 100, 0.3])  # the detection's box, score
+    assert extend_tracks(track, weak, max_miss=3)[:, 0].min() == 5
+    assert extend_tracks(track, weak, max_miss=1)[:, 0].min() == 18
+    # Through a hole the box moves at the track's velocity: at 10 px/frame, a box left at frame
+    # 19's detection would be 30 px off frame 16's (IoU of 40 px boxes 1/7).
+    fast = np.array(walk(1, range(20, 31), 100, 10))
+    assert extend_tracks(fast, np.array(dets([16, 19], 100, 10, 0.3)), max_miss=2)[:, 0].min() == 16
+    # Forwards too: detections after the track's end continue it.
+    after = np.array(dets(range(31, 36), 100, 2, 0.2))
+    assert extend_tracks(track, after, max_miss=0)[:, 0].max() == 35
+    np.testing.assert_array_equal(extend_tracks(track, weak, max_miss=-1), track)
+
+
+def test_extension_takes_only_free_matching_detections_of_the_tracks_class():
+    track = np.array(walk(1, range(20, 31), 100, 2))
+    # At 0.05 (under min_score), of another class, or 30 px off the track's motion (IoU of 40 px
+    # boxes 10/70 < 0.5): none continues the track.
+    for other in (dets(range(15, 20), 100, 2, 0.05), dets(range(15, 20), 100, 2, 0.3, label=1),
+                  dets(range(15, 20), 130, 2, 0.3)):  # fmt: skip
+        out = extend_tracks(track, np.array(other), max_miss=0, track_labels={1: 0})
+        assert out[:, 0].min() == 20
+    assert extend_tracks(track, np.array(dets([19], 100, 2, 0.3, label=1)), max_miss=0)[:, 0].min() == 19
+    # A detection another track already shows is not taken again: track 2 shows frame 19's box.
+    other_track = np.array(walk(2, [19], 100, 2))
+    out = extend_tracks(np.concatenate([track, other_track]), np.array(dets([18, 19], 100, 2, 0.3)), max_miss=2)
+    assert out[out[:, 1] == 1][:, 0].min() == 18 and len(out[out[:, 0] == 19]) == 1
+    # Two tracks wanting the same detection: the first in id order gets it.
+    twin = np.array(walk(3, range(20, 31), 101, 2))
+    out = extend_tracks(np.concatenate([track, twin]), np.array(dets([19], 100, 2, 0.3)), max_miss=0)
+    assert out[out[:, 0] == 19][:, 1].tolist() == [1]
+    assert extend_tracks(np.zeros((0, 7)), np.array(dets([19], 100, 2, 0.3))).shape == (0, 7)
+
+
+def test_detector_track_extends_tracks_offline_only(tmp_path):
+    # A person walking right, detected weakly (0.4, under every start threshold) in frames 1-9,
+    # then strongly: online the track starts at frame 10; extended, the results start at frame 1.
+    seq, det_file = write_sequence(tmp_path, {f: 0.4 if f < 10 else 0.9 for f in range(1, 31)}, 30)
+    runs = {
+        miss: track_sequence(
+            FrameSource(seq),
+            detections_from_file(det_file),
+            ByteTracker(min_hits=1),
+            tmp_path / f"out{miss}",
+            extend_max_miss=miss,
+            progress=False,
+        )  # fmt: skip
+        for miss in (None, 0)
+    }
+    assert runs[None].rows[:, 0].min() == 10 and runs[0].online_rows[:, 0].min() == 10
+    assert runs[0].rows[:, 0].tolist() == list(range(1, 31)) and set(runs[0].rows[:, 1].tolist()) == {1}
+
+
+def test_extension_settings_are_checked():
+    track = parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=2"])).track
+    assert (track.extend_max_miss, track.extend_min_iou) == (2, 0.5)
+    with pytest.raises(ConfigError, match=r"track\.extend_max_miss: -1; expected a number >= 0$"):
+        parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=-1"]))
+    with pytest.raises(ConfigError, match=r"track\.extend_min_iou: 1\.5; expected a number in \(0, 1\]$"):
+        parse_config(load_config("_base_/trackers/default", ["track.extend_min_iou=1.5"]))
+    with pytest.raises(ConfigError, match=r"track\.extend_miss: unknown key; did you mean 'track\.extend_max_miss'\?$"):
+        load_config("_base_/trackers/default", ["track.extend_miss=1"])
