@@ -1,16 +1,20 @@
 """Our trackers against SORT, supervision's ByteTrack and BoxMOT's motion-only trackers on
 identical detections, all scored by the same code (motmetrics at IoU 0.5, HOTA by TrackEval),
-online (tracks as emitted) and offline (gaps up to 20 frames interpolated, the same step for
-every tracker; ours also writes each track's detections from before its confirmation,
-``track.backfill``, which the peers do not offer), and tracker throughput.
+online (tracks as emitted) and offline (gaps up to 20 frames interpolated, ByteTrack's step, for
+every tracker; ours is scored on what ``detector track`` writes: also each track's detections
+from before its confirmation, ``track.backfill``, tracks joined and extended, and gaps filled
+only in tracks covering ``track.interpolate_min_coverage`` of their span), and tracker
+throughput.
 
     python bench/track_bench.py [--parts select report] [--seeds 0 1 2] [--repeats 10]
 
 * select: the packaged tracker configs and ``CANDIDATES`` (combinations of published ideas), on random
-  walkers simulated by track_sim.py (every scenario, seeds 100 + s; nothing from TUD-Campus),
-  chosen by leave-one-seed-out cross-validation on the mean of MOTA, IDF1 and HOTA (online and
-  offline). This is how the default tracker was chosen (the ninth session narrowed the choice on
-  TUD-Campus: bench/README.md); the table says what each fold chose.
+  walkers simulated by track_sim.py (every scenario, seeds 100 + s; nothing from TUD-Campus) in
+  two score styles (``--select-families``: a modern detector's, and public detections' cut at
+  0.5), chosen by leave-one-seed-out cross-validation on the mean of MOTA, IDF1 and HOTA (online
+  and offline, both styles). This is how the default tracker was chosen (the ninth session
+  narrowed the choice on TUD-Campus: bench/README.md); the table says what each fold chose.
+  ``--candidates`` runs only some, ``--jobs`` in several processes.
 * report: TUD-Campus's public detections, and sequences simulated from its ground truth
   (track_sim.py scenarios: misses, false positives, low scores, camera shake, mixed; seeds s),
   every tracker per scenario and combined (the sequences concatenated: one score over all).
@@ -25,6 +29,8 @@ project pins it): never project dependencies. Prints markdown tables. Never part
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
 import os
 import statistics
@@ -61,12 +67,26 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: confidence boosts (Stanojević and Todorović, 2024), weak detections offered to lost tracks,
 #: and both; the last three extend the default's tracks offline at both ends with the
 #: detections that continue them (``track.extend_max_miss``: 0, 2 or 5 frames without one
-#: allowed). No number here was tuned; the selection chooses among the listed values.
+#: allowed); the next two extend only tracks whose mean score reaches one of the default's own
+#: thresholds (``track.extend_min_track_score``); the last two take the score thresholds that
+#: supervision's ByteTrack and Ultralytics' trackers ship with. No number here was tuned; the
+#: selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.
 BOOSTS = ["track.tracker.boost_likely=0.65", "track.tracker.boost_unlikely=true"]
 RECOVERY = ["track.tracker.low_score_recovery=true"]
+#: The score thresholds supervision's ByteTrack and Ultralytics' trackers ship with.
+THRESHOLDS = {
+    " with supervision's ByteTrack thresholds (0.25 high, 0.35 new track)": [
+        "track.tracker.high_threshold=0.25",
+        "track.tracker.new_track_threshold=0.35",
+    ],
+    " with Ultralytics' tracker thresholds (0.25 high, 0.25 new track)": [
+        "track.tracker.high_threshold=0.25",
+        "track.tracker.new_track_threshold=0.25",
+    ],
+}
 CANDIDATES = {
     "ByteTracker (bytetrack.yaml)": ("_base_/trackers/bytetrack", []),
     "OCSortTracker (ocsort.yaml)": ("_base_/trackers/ocsort", []),
@@ -93,6 +113,22 @@ CANDIDATES = {
         )
         for miss in (0, 2, 5)
     },
+    **{
+        f"default.yaml + tracks with a mean score under {score} ({name}) not extended": (
+            DEFAULT_TRACKER,
+            [f"track.extend_min_track_score={score}"],
+        )
+        for score, name in ((0.6, "its high_threshold"), (0.7, "its new_track_threshold"))
+    },
+    **{
+        f"default.yaml{name}{f' + gaps filled only in tracks covering {cover:.0%} of their span' if cover else ''}": (
+            DEFAULT_TRACKER,
+            [*thresholds, *([f"track.interpolate_min_coverage={cover}"] if cover else [])],
+        )
+        for name, thresholds in (("", []), *THRESHOLDS.items())
+        for cover in (0.0, 0.3, 0.5)
+        if name or cover
+    },
 }
 BOXMOT = ("ByteTrack", "OcSort", "BotSort", "OccluBoost", "BoostTrack", "SFSORT", "DeepOcSort", "HybridSort")
 PEERS = ["SORT", "ByteTrack-supervision", *(f"BoxMOT-{name}" for name in BOXMOT)]
@@ -118,16 +154,19 @@ def track_settings(config: str, overrides: list[str]) -> TrackConfig:
 
 def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
     """Result rows of our tracker built from ``config`` on ``sequence``: online (as emitted) and
-    with the detections from before each track's confirmation added (``track.backfill``),
-    tracks joined and extended as the config says (``track.link_max_gap``,
-    ``track.extend_max_miss``): the offline result before interpolation."""
+    offline, as ``detector track`` writes them: with the detections from before each track's
+    confirmation added (``track.backfill``), tracks joined and extended as the config says
+    (``track.link_max_gap``, ``track.extend_max_miss``), gaps of up to ``OFFLINE_GAP`` frames
+    interpolated (in tracks covering ``track.interpolate_min_coverage`` of their span)."""
     track = track_settings(config, overrides)
     source = FrameSource(sequence)
     tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
-                         write_video=False, interpolate=False, backfill=True, link_max_gap=track.link_max_gap,
-                         link_min_iou=track.link_min_iou, extend_max_miss=track.extend_max_miss,
-                         extend_min_iou=track.extend_min_iou, progress=False)  # fmt: skip
+                         write_video=False, interpolate=True, interpolate_max_gap=OFFLINE_GAP,
+                         interpolate_min_coverage=track.interpolate_min_coverage, backfill=True,
+                         link_max_gap=track.link_max_gap, link_min_iou=track.link_min_iou,
+                         extend_max_miss=track.extend_max_miss, extend_min_iou=track.extend_min_iou,
+                         extend_min_track_score=track.extend_min_track_score, progress=False)  # fmt: skip
     return run.online_rows, run.rows
 
 
@@ -149,10 +188,8 @@ def run_peers(sequence: Path, out: Path, repeats: int = 1) -> tuple[dict[str, np
 
 
 def online_offline(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[dict, dict]:
-    """Scores of ``runs`` (gt, online rows, rows before interpolation) online and offline (gaps
-    up to ``OFFLINE_GAP`` frames interpolated)."""
-    online = score([(gt, rows) for gt, rows, _ in runs])
-    return online, score([(gt, interpolate_gaps(rows[:, :7], max_gap=OFFLINE_GAP)) for gt, _, rows in runs])
+    """Scores of ``runs`` (gt, online rows, offline rows) online and offline."""
+    return score([(gt, rows) for gt, rows, _ in runs]), score([(gt, rows[:, :7]) for gt, _, rows in runs])
 
 
 def concatenate(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,9 +219,12 @@ def mean3(m: dict[str, float]) -> float:
 
 def simulated(root: Path, family: str, seeds: list[int]) -> dict[str, list[Path]]:
     """Simulated sequences per scenario (made once, reused): ``family`` ``tud`` (TUD-Campus's
-    ground-truth trajectories) or ``walkers`` (random walkers of seed 100 + s)."""
+    ground-truth trajectories), ``walkers`` (random walkers of seed 100 + s) or ``public`` (the
+    same walkers with public-detection-style scores)."""
     out = {}
     for scenario, corruption in SCENARIOS.items():
+        if family == "public":
+            corruption = dataclasses.replace(corruption, scores="public")
         out[scenario] = []
         for seed in seeds:
             name = f"{family}_{scenario}_s{seed}"
@@ -202,37 +242,49 @@ def gt_of(sequence: Path) -> np.ndarray:
     return read_mot(sequence / "gt" / "gt.txt", "gt")
 
 
+def _run_candidates(sequence: Path, candidates: dict, out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {label: run_ours(sequence, config, overrides, out) for label, (config, overrides) in candidates.items()}
+
+
 def select(args: argparse.Namespace) -> None:
-    seeds = args.select_seeds
-    sequences = simulated(args.out / "sims", "walkers", seeds)
-    per_seed: dict[str, dict[int, list]] = {label: {s: [] for s in seeds} for label in CANDIDATES}
-    for paths in sequences.values():
-        for seed, sequence in zip(seeds, paths, strict=True):
-            for label, (config, overrides) in CANDIDATES.items():
-                rows = run_ours(sequence, config, overrides, args.out / "tmp")
-                per_seed[label][seed].append((gt_of(sequence), *rows))
-    print("Selection on simulated random walkers (all scenarios): mean of MOTA, IDF1 and HOTA, online / offline")
+    seeds, families = args.select_seeds, args.select_families
+    candidates = {k: v for k, v in CANDIDATES.items() if not args.candidates or any(c in k for c in args.candidates)}
+    # label -> seed -> family -> [(gt, online rows, offline rows)]
+    runs: dict[str, dict[int, dict[str, list]]] = {
+        label: {s: {f: [] for f in families} for s in seeds} for label in candidates
+    }
+    jobs = [(family, seed, sequence) for family in families
+            for paths in simulated(args.out / "sims", family, seeds).values()
+            for seed, sequence in zip(seeds, paths, strict=True)]  # fmt: skip
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(_run_candidates, sequence, candidates, args.out / "tmp" / sequence.name)
+                   for _, _, sequence in jobs]  # fmt: skip
+        for (family, seed, sequence), future in zip(jobs, futures, strict=True):
+            for label, rows in future.result().items():
+                runs[label][seed][family].append((gt_of(sequence), *rows))
+    print("Selection on simulated random walkers (all scenarios; families: " + ", ".join(families) + "): mean of "
+          "MOTA, IDF1 and HOTA, online / offline")  # fmt: skip
     print()
-    print("| candidate | " + " | ".join(f"seed {100 + s}" for s in seeds) + " | all |")
-    print("|---|" + "---:|" * (len(seeds) + 1))
+    print("| candidate | " + " | ".join(f"seed {100 + s}" for s in seeds) + " | " + " | ".join(families) + " |")
+    print("|---|" + "---:|" * (len(seeds) + len(families)))
     value: dict[str, dict[int, float]] = {}
-    for label in CANDIDATES:
+    for label in candidates:
         cells = []
         value[label] = {}
         for seed in seeds:
-            pairs = per_seed[label][seed]
-            on, off = online_offline(pairs)
-            value[label][seed] = (mean3(on) + mean3(off)) / 2
+            scores = [online_offline(runs[label][seed][f]) for f in families]
+            on, off = statistics.mean(mean3(s[0]) for s in scores), statistics.mean(mean3(s[1]) for s in scores)
+            value[label][seed] = (on + off) / 2
+            cells.append(f"{on:.3f} / {off:.3f}")
+        for family in families:
+            on, off = online_offline([p for s in seeds for p in runs[label][s][family]])
             cells.append(f"{mean3(on):.3f} / {mean3(off):.3f}")
-        every = [p for s in seeds for p in per_seed[label][s]]
-        on, off = online_offline(every)
-        cells.append(f"{mean3(on):.3f} / {mean3(off):.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
     for held in seeds:
         rest = [s for s in seeds if s != held]
-        chosen = max(CANDIDATES, key=lambda label: statistics.mean(value[label][s] for s in rest))
-        best = max(CANDIDATES, key=lambda label: value[label][held])
+        chosen = max(candidates, key=lambda label: statistics.mean(value[label][s] for s in rest))
+        best = max(candidates, key=lambda label: value[label][held])
         print(f"- fold without seed {100 + held}: chose {chosen} ({value[chosen][held]:.3f} on the held-out seed; "
               f"the best there: {best}, {value[best][held]:.3f})")  # fmt: skip
 
@@ -254,7 +306,8 @@ def report(args: argparse.Namespace) -> None:
                 results.setdefault(label, {}).setdefault(group, []).append((gt, *rows))
             peer_rows, _ = run_peers(sequence, args.out / "peers" / sequence.name)
             for name, rows in peer_rows.items():
-                results.setdefault(name, {}).setdefault(group, []).append((gt, rows, rows))
+                offline = interpolate_gaps(rows, max_gap=OFFLINE_GAP)
+                results.setdefault(name, {}).setdefault(group, []).append((gt, rows, offline))
     speeds = {label: our_speed(tud, config, overrides, args.repeats) for label, (config, overrides) in ours.items()}
     _, seconds = run_peers(tud, args.out / "peers" / "speed", args.repeats)
     frames = int(read_seqinfo(tud / "seqinfo.ini")["seqLength"])
@@ -274,7 +327,8 @@ def report(args: argparse.Namespace) -> None:
         print()
 
     seeds = ", ".join(map(str, args.seeds))
-    table("TUD-Campus, public detections (online; offline = gaps up to 20 frames interpolated)", ["TUD-Campus"])
+    table("TUD-Campus, public detections (online; offline = as `detector track` writes it for ours, gaps up to 20 "
+          "frames interpolated for the peers)", ["TUD-Campus"])  # fmt: skip
     sims = [g for g in groups if g.startswith("sim")]
     table(f"Simulated from TUD-Campus's ground truth, all scenarios and seeds {seeds}, concatenated", sims)
     for group in sims:
@@ -308,6 +362,17 @@ def main() -> None:
     parser.add_argument(
         "--select-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5], help="select: random-walker seeds (100 + s)"
     )
+    parser.add_argument(
+        "--select-families",
+        nargs="+",
+        default=["walkers", "public"],
+        choices=["walkers", "public"],
+        help="select: score styles of the walkers (track_sim.py: a modern detector's, or public detections')",
+    )
+    parser.add_argument(
+        "--candidates", nargs="+", default=[], help="select: only the candidates whose label contains one of these"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="select: processes")
     parser.add_argument("--repeats", type=int, default=10, help="timing runs (median)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "track_bench")
     args = parser.parse_args()

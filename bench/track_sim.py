@@ -23,6 +23,13 @@ and depth, some pausing or turning). Then, per frame, ``simulate``:
   jolts of 4 x that; gt and detections move with it, and frames are rendered (a smooth random
   texture with each person as a coloured box) so camera-motion compensation has images.
 
+Scores come in two styles (``Corruption.scores``). ``modern``, as above: a detector run at a low
+threshold, as ByteTrack-style trackers expect, true boxes 0.6-1.0 and weak ones down to 0.15.
+``public``, like the public detections of the MOTChallenge sequences (TUD-Campus, MOT15), which
+come already cut at 0.5: a visible person's score is near 1 (1 - an exponential of mean 0.015,
+so the median is 0.99), a weak one (half hidden, or drawn low) is 0.5-0.95 and is detected only
+half the time, and every false positive, stray box and clutter detection is 0.5-1.0.
+
 The ground truth is every person at least partly in the frame and at least 10 % visible.
 """
 
@@ -49,6 +56,7 @@ class Corruption:
     shake: float = 0.0
     hidden: float = 0.25
     strays: float = 0.05
+    scores: str = "modern"
 
 
 #: Named scenarios: each stresses one thing, ``mixed`` all of them moderately.
@@ -126,6 +134,9 @@ def _visibility(boxes: np.ndarray) -> np.ndarray:
 
 def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, out: Path, name: str) -> Path:
     """Write the sequence ``out/name`` (MOTChallenge layout) from ``tracks`` with ``corruption``."""
+    if corruption.scores not in ("modern", "public"):
+        raise ValueError(f"Corruption.scores: {corruption.scores!r}; expected 'modern' or 'public'")
+    public = corruption.scores == "public"
     rng = np.random.default_rng(seed)
     seq = out / name
     (seq / "det").mkdir(parents=True, exist_ok=True)
@@ -164,7 +175,9 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
             if v < corruption.hidden or rng.random() < corruption.miss:
                 continue
             low = v < 0.6 or rng.random() < corruption.low_score
-            score = rng.uniform(0.15, 0.55) if low else rng.uniform(0.6, 1.0)
+            if public and low and rng.random() < 0.5:
+                continue
+            score = _true_score(rng, low, public)
             noisy = b + rng.normal(0, corruption.jitter, 4) * [b[2], b[3], b[2], b[3]]
             det_rows.append([frame, -1, *noisy, score])
             detected.append(b)
@@ -178,14 +191,15 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
                 stray = [x1, y1, max(b[0] + b[2], o[0] + o[2]) - x1, max(b[1] + b[3], o[1] + o[3]) - y1]
             else:
                 stray = [b[0], b[1], b[2], b[3] * rng.uniform(0.4, 0.6)]
-            det_rows.append([frame, -1, *stray, rng.uniform(0.3, 0.8)])
+            det_rows.append([frame, -1, *stray, rng.uniform(0.5, 1.0) if public else rng.uniform(0.3, 0.8)])
         for _ in range(rng.poisson(corruption.false_positives)):
             h = rng.uniform(60, 280)
             det_rows.append([frame, -1, rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h,
-                             rng.beta(2, 4)])  # fmt: skip
+                             rng.uniform(0.5, 1.0) if public else rng.beta(2, 4)])  # fmt: skip
         for x, y, w, h in clutter:
             if rng.random() < 0.8:
-                det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, rng.uniform(0.3, 0.8)])
+                score = rng.uniform(0.5, 1.0) if public else rng.uniform(0.3, 0.8)
+                det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, score])
         if texture is not None:
             m = 200
             left, top = int(round(m - offset[0])), int(round(m - offset[1]))
@@ -202,6 +216,13 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
         f"imWidth={WIDTH}\nimHeight={HEIGHT}\nimExt=.jpg\n"
     )
     return seq
+
+
+def _true_score(rng: np.random.Generator, low: bool, public: bool) -> float:
+    """A true detection's score in the given style (see the module docstring)."""
+    if public:
+        return rng.uniform(0.5, 0.95) if low else max(0.5, 1.0 - rng.exponential(0.015))
+    return rng.uniform(0.15, 0.55) if low else rng.uniform(0.6, 1.0)
 
 
 def _write(path: Path, rows: list, template: str) -> None:

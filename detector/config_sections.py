@@ -153,6 +153,9 @@ class TrackConfig:
     interpolate_max_gap: int = setting(
         20, "longest gap interpolate fills: frames between a track's two rows (ByteTrack's 20)"
     )
+    interpolate_min_coverage: float = setting(
+        0.0, "interpolate only tracks with rows in at least this share of the frames they span (sparse: strays)"
+    )
     backfill: bool = setting(True, "add each track's detections from before its confirmation to results.txt (offline)")
     link_max_gap: int = setting(
         0, "offline: join a track to one starting up to this many frames after its end if their motions agree (0: off)"
@@ -164,6 +167,9 @@ class TrackConfig:
         "more than this many frames without one (null: off)",
     )
     extend_min_iou: float = setting(0.5, "IoU a detection needs with the extended track's moved box")
+    extend_min_track_score: float = setting(
+        0.0, "tracks whose rows' mean score is below this are not extended (tracks on clutter are weak)"
+    )
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")
@@ -176,6 +182,9 @@ class TrackConfig:
         for key in ("link_min_iou", "extend_min_iou"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in (0, 1]")
+        for key in ("extend_min_track_score", "interpolate_min_coverage"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in [0, 1]")
 
 
 @dataclasses.dataclass

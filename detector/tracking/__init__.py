@@ -1,8 +1,8 @@
 """Multi-object tracking: Kalman filters, association, the trackers (ByteTrack-style, with
 OC-SORT's and BoT-SORT's ideas), camera-motion compensation, the ReID hook, frame sources, the
 whole-sequence pipeline with its offline clean-up (joining split tracks, extending tracks over
-weak detections, gap interpolation),
-MOTChallenge file I/O and MOT metrics.
+weak detections, gap interpolation in tracks that are not sparse), MOTChallenge file I/O and MOT
+metrics.
 
 Importing the package registers ``ByteTracker``, ``OCSortTracker`` and ``BotSortTracker`` in
 ``TRACKERS``.

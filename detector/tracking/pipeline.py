@@ -98,11 +98,13 @@ def track_sequence(
     write_video: bool = True,
     interpolate: bool = True,
     interpolate_max_gap: int = 20,
+    interpolate_min_coverage: float = 0.0,
     backfill: bool = True,
     link_max_gap: int = 0,
     link_min_iou: float = 0.5,
     extend_max_miss: int | None = None,
     extend_min_iou: float = 0.5,
+    extend_min_track_score: float = 0.0,
     trail: int = 30,
     class_names: Sequence[str] | None = None,
     progress: bool = True,
@@ -112,13 +114,15 @@ def track_sequence(
 
     ``interpolate``: fill the gaps the tracker bridged, of at most ``interpolate_max_gap`` frames
     between a track's two rows, in the results file by linear interpolation (``interpolate_gaps``;
-    longer ones are more often a wrong re-association than a hidden person); ``backfill``: add
+    longer ones are more often a wrong re-association than a hidden person; only in tracks with
+    rows in at least ``interpolate_min_coverage`` of the frames they span); ``backfill``: add
     each track's detections from the frames before it was confirmed (``Tracks.earlier``);
     ``link_max_gap`` > 0: join tracks that continue one another across at most that many frames
     (``link_tracklets``, before interpolation, so joined gaps are filled too); ``extend_max_miss``
     not None: then extend each track at both ends with the detections that continue it
     (``extend_tracks``: weak ones down to the tracker's ``low_threshold``, IoU >=
-    ``extend_min_iou``, stopping after more than ``extend_max_miss`` frames without one). The
+    ``extend_min_iou``, stopping after more than ``extend_max_miss`` frames without one; tracks
+    whose mean score is below ``extend_min_track_score`` are left as they are). The
     video shows the online tracks.
     """
     out = Path(out_dir)
@@ -166,11 +170,11 @@ def track_sequence(
         if extend_max_miss is not None and seen:
             results = extend_tracks(
                 results, np.concatenate(seen), extend_max_miss, extend_min_iou, tracker.low_threshold,
-                track_labels=track_labels,
+                track_labels=track_labels, min_track_score=extend_min_track_score,
             )  # fmt: skip
         results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
-            results = interpolate_gaps(results, max_gap=interpolate_max_gap)
+            results = interpolate_gaps(results, max_gap=interpolate_max_gap, min_coverage=interpolate_min_coverage)
         results_path = write_mot_results(out / "results.txt", results)
     except BaseException:
         if writer is not None:

@@ -1,6 +1,6 @@
 """Offline clean-up of a finished sequence's tracks before they are written: joining split
-tracks (``link_tracklets``), extending tracks at their ends (``extend_tracks``) and filling their
-gaps (``interpolate_gaps``), in that order.
+tracks (``link_tracklets``), extending tracks at their ends (``extend_tracks``) and filling the
+gaps of tracks that are not sparse (``interpolate_gaps``), in that order.
 
 Rows are ``[N, 7]`` frame, id, x, y, w, h, score (MOTChallenge boxes: top-left corner, width
 and height in pixels; frames 1-based).
@@ -15,13 +15,15 @@ from detector.tracking.matching import linear_assignment
 from detector.tracking.mot_io import group_by_frame
 
 
-def interpolate_gaps(rows: np.ndarray, max_gap: int = 20) -> np.ndarray:
+def interpolate_gaps(rows: np.ndarray, max_gap: int = 20, min_coverage: float = 0.0) -> np.ndarray:
     """Fill the frames where a track was lost and found again within ``max_gap`` frames with
     linearly interpolated boxes (ByteTrack's offline step for MOTChallenge results).
 
-    An interpolated row's score is the lower of the two rows around its gap. Returns all rows
-    (the given and the new ones) sorted by frame, then id. ``max_gap <= 1`` returns ``rows``
-    sorted.
+    Only tracks with rows in at least ``min_coverage`` of the frames from their first to their
+    last are filled: a sparse track is most often a stray box or clutter that the tracker kept
+    re-finding, and filling its gaps turns occasional false positives into continuous ones. An
+    interpolated row's score is the lower of the two rows around its gap. Returns all rows (the
+    given and the new ones) sorted by frame, then id. ``max_gap <= 1`` returns ``rows`` sorted.
     """
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     added = []
@@ -30,7 +32,13 @@ def interpolate_gaps(rows: np.ndarray, max_gap: int = 20) -> np.ndarray:
         by_id = rows[order]
         same = by_id[1:, 1] == by_id[:-1, 1]
         gap = by_id[1:, 0] - by_id[:-1, 0]
-        for i in np.flatnonzero(same & (gap > 1) & (gap <= max_gap)):
+        _, inverse, counts = np.unique(by_id[:, 1], return_inverse=True, return_counts=True)
+        first = np.full(len(counts), np.inf)
+        last = np.full(len(counts), -np.inf)
+        np.minimum.at(first, inverse, by_id[:, 0])
+        np.maximum.at(last, inverse, by_id[:, 0])
+        dense = (counts / (last - first + 1) >= min_coverage)[inverse[:-1]]
+        for i in np.flatnonzero(same & dense & (gap > 1) & (gap <= max_gap)):
             before, after = by_id[i], by_id[i + 1]
             steps = np.arange(1, int(gap[i]))[:, None] / gap[i]
             boxes = before[2:6] + steps * (after[2:6] - before[2:6])
@@ -100,6 +108,7 @@ def extend_tracks(
     min_score: float = 0.1,
     fit_frames: int = 10,
     track_labels: dict[int, int] | None = None,
+    min_track_score: float = 0.0,
 ) -> np.ndarray:
     """Offline: extend each track at both ends with the detections, weak ones included, that
     continue it: the tracker's second (low-score) association run outward from each end. Going
@@ -113,8 +122,10 @@ def extend_tracks(
     the track's label (``track_labels``: id -> label; None: one class) and no IoU >= ``min_iou``
     with a row already in its frame, is added under the track's id (its own box and score) and
     becomes the track's box. A track stops after more than ``max_miss`` frames in a row without
-    one; the frames it skipped are left to ``interpolate_gaps``. Tracks are extended in id
-    order. Rows ``[N, 7]`` as ``interpolate_gaps``; returns them with the new rows, sorted by
+    one; the frames it skipped are left to ``interpolate_gaps``. Tracks whose rows' mean score is
+    below ``min_track_score`` are not extended: tracks on clutter and stray boxes are mostly
+    weak, and extending them over their weak detections adds false positives. Tracks are
+    extended in id order. Rows ``[N, 7]`` as ``interpolate_gaps``; returns them with the new rows, sorted by
     frame, then id. ``max_miss < 0`` returns ``rows`` sorted.
     """
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
@@ -126,8 +137,12 @@ def extend_tracks(
     shown = {frame: list(own[:, 2:6]) for frame, own in group_by_frame(rows).items()}
     first, last = min(by_frame), max(by_frame)
     ids, frames, boxes, velocities = _track_ends(rows, fit_frames)
+    inverse = np.unique(rows[:, 1], return_inverse=True)[1]
+    mean_scores = np.bincount(inverse, weights=rows[:, 6]) / np.bincount(inverse)
     added = []
     for t, track_id in enumerate(ids.tolist()):
+        if mean_scores[t] < min_track_score:
+            continue
         label = None if track_labels is None else track_labels.get(int(track_id))
         for side, step in ((0, -1), (1, 1)):
             box, frame, misses = boxes[t, side].copy(), int(frames[t, side]), 0

@@ -116,3 +116,22 @@ def test_split_tracks_are_joined_as_the_track_settings_say(tmp_path):
         assert result.returncode == 0, result.stderr
         ids[gap] = set(np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 1].tolist())
     assert len(ids[0]) == 2 and ids[60] == {1.0}
+
+
+def test_sparse_tracks_are_not_interpolated_as_the_track_settings_say(tmp_path):
+    # One box detected every third frame (10 of the 28 frames it spans): filled at coverage 0,
+    # left sparse when the settings ask tracks to cover half their span.
+    seq = tmp_path / "SEQ"
+    (seq / "det").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength=30\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+    )
+    (seq / "det" / "det.txt").write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,0.9\n" for f in range(1, 29, 3)))
+    frames = {}
+    for cover in (0.0, 0.5):
+        out = tmp_path / f"out{cover}"
+        result = track(seq, "--dets", seq / "det" / "det.txt", "--out", out, "--no-video", "--set",
+                       f"track.interpolate_min_coverage={cover}")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        frames[cover] = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 0].tolist()
+    assert frames[0.0] == list(range(1, 29)) and frames[0.5] == list(range(1, 29, 3))

@@ -9,7 +9,7 @@ from detector.config import load_config
 from detector.config_sections import parse_config
 from detector.errors import ConfigError
 from detector.tracking.pipeline import detections_from_file, track_sequence
-from detector.tracking.postprocess import extend_tracks, link_tracklets
+from detector.tracking.postprocess import extend_tracks, interpolate_gaps, link_tracklets
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import ByteTracker
 
@@ -147,6 +147,38 @@ def test_extension_takes_only_free_matching_detections_of_the_tracks_class():
     assert extend_tracks(np.zeros((0, 7)), np.array(dets([19], 100, 2, 0.3))).shape == (0, 7)
 
 
+def test_weak_tracks_are_not_extended_when_min_track_score_says_so():
+    # Track 1 (rows at 0.9) and track 2 (a static clutter-like track, rows at 0.5 and 0.6: mean
+    # 0.55), each with weak detections continuing it backwards over frames 15-19.
+    strong = np.array(walk(1, range(20, 31), 100, 2))
+    weak_track = np.array([[f, 2, 400, 100, 40, 100, 0.5 if f % 2 else 0.6] for f in range(20, 30)])
+    detections = np.array(dets(range(15, 20), 100, 2, 0.3) + dets(range(15, 20), 400, 0, 0.3))
+    rows = np.concatenate([strong, weak_track])
+    starts = {
+        threshold: {i: out[out[:, 1] == i][:, 0].min() for i in (1, 2)}
+        for threshold in (0.0, 0.55, 0.56, 0.9, 0.91)
+        for out in [extend_tracks(rows, detections, max_miss=0, min_track_score=threshold)]
+    }
+    assert starts == {0.0: {1: 15, 2: 15}, 0.55: {1: 15, 2: 15}, 0.56: {1: 15, 2: 20}, 0.9: {1: 15, 2: 20},
+                      0.91: {1: 20, 2: 20}}  # fmt: skip
+
+
+def test_only_tracks_covering_min_coverage_of_their_span_are_interpolated():
+    # Track 1 is seen in frames 1-10 except 4-5 (8 of 10 frames); track 2, a stray box re-found
+    # now and then, in frames 1, 5 and 9 (3 of 9 frames: coverage 1/3).
+    dense = np.array(walk(1, [1, 2, 3, 6, 7, 8, 9, 10], 100, 2))
+    sparse = np.array(walk(2, [1, 5, 9], 300, 0))
+    rows = np.concatenate([dense, sparse])
+    frames = {
+        cover: {i: out[out[:, 1] == i][:, 0].tolist() for i in (1, 2)}
+        for cover in (0.0, 1 / 3, 0.34, 0.8, 0.81)
+        for out in [interpolate_gaps(rows, max_gap=20, min_coverage=cover)]
+    }
+    assert frames[0.0] == frames[1 / 3] == {1: list(range(1, 11)), 2: list(range(1, 10))}
+    assert frames[0.34] == frames[0.8] == {1: list(range(1, 11)), 2: [1, 5, 9]}
+    assert frames[0.81] == {1: [1, 2, 3, 6, 7, 8, 9, 10], 2: [1, 5, 9]}
+
+
 def test_detector_track_extends_tracks_offline_only(tmp_path):
     # A person walking right, detected weakly (0.4, under every start threshold) in frames 1-9,
     # then strongly: online the track starts at frame 10; extended, the results start at frame 1.
@@ -168,7 +200,11 @@ def test_detector_track_extends_tracks_offline_only(tmp_path):
 
 def test_extension_settings_are_checked():
     track = parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=2"])).track
-    assert (track.extend_max_miss, track.extend_min_iou) == (2, 0.5)
+    assert (track.extend_max_miss, track.extend_min_iou, track.extend_min_track_score) == (2, 0.5, 0.0)
+    with pytest.raises(ConfigError, match=r"track\.extend_min_track_score: 1\.2; expected a number in \[0, 1\]$"):
+        parse_config(load_config("_base_/trackers/default", ["track.extend_min_track_score=1.2"]))
+    with pytest.raises(ConfigError, match=r"track\.interpolate_min_coverage: -0\.1; expected a number in \[0, 1\]$"):
+        parse_config(load_config("_base_/trackers/default", ["track.interpolate_min_coverage=-0.1"]))
     with pytest.raises(ConfigError, match=r"track\.extend_max_miss: -1; expected a number >= 0$"):
         parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=-1"]))
     with pytest.raises(ConfigError, match=r"track\.extend_min_iou: 1\.5; expected a number in \(0, 1\]$"):
