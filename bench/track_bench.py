@@ -65,12 +65,13 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: join tracks offline across gaps as long as that memory (``track.link_max_gap``) at two
 #: overlaps; the next three add to the default (the previous line) BoostTrack's detection-
 #: confidence boosts (Stanojević and Todorović, 2024), weak detections offered to lost tracks,
-#: and both; the last three extend the default's tracks offline at both ends with the
+#: and both; the next three extend the default's tracks offline at both ends with the
 #: detections that continue them (``track.extend_max_miss``: 0, 2 or 5 frames without one
 #: allowed); the next two extend only tracks whose mean score reaches one of the default's own
-#: thresholds (``track.extend_min_track_score``); the last two take the score thresholds that
-#: supervision's ByteTrack and Ultralytics' trackers ship with. No number here was tuned; the
-#: selection chooses among the listed values.
+#: thresholds (``track.extend_min_track_score``); the last eight fill gaps only in tracks
+#: covering 30 % or 50 % of their span (``track.interpolate_min_coverage``), take the score
+#: thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or both. No
+#: number here was tuned; the selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.
@@ -161,12 +162,9 @@ def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tu
     track = track_settings(config, overrides)
     source = FrameSource(sequence)
     tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
+    settings = {**track.sequence_settings(), "interpolate": True, "interpolate_max_gap": OFFLINE_GAP, "backfill": True}
     run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
-                         write_video=False, interpolate=True, interpolate_max_gap=OFFLINE_GAP,
-                         interpolate_min_coverage=track.interpolate_min_coverage, backfill=True,
-                         link_max_gap=track.link_max_gap, link_min_iou=track.link_min_iou,
-                         extend_max_miss=track.extend_max_miss, extend_min_iou=track.extend_min_iou,
-                         extend_min_track_score=track.extend_min_track_score, progress=False)  # fmt: skip
+                         write_video=False, progress=False, **settings)  # fmt: skip
     return run.online_rows, run.rows
 
 

@@ -186,6 +186,13 @@ class TrackConfig:
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in [0, 1]")
 
+    def sequence_settings(self) -> dict[str, Any]:
+        """The keyword arguments of ``detector.tracking.track_sequence`` these settings give: the
+        offline clean-up (backfill, joining, extension, interpolation) and the video's trail."""
+        keys = ("interpolate", "interpolate_max_gap", "interpolate_min_coverage", "backfill", "link_max_gap",
+                "link_min_iou", "extend_max_miss", "extend_min_iou", "extend_min_track_score", "trail")  # fmt: skip
+        return {key: getattr(self, key) for key in keys}
+
 
 @dataclasses.dataclass
 class TeacherConfig:

@@ -96,18 +96,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             tracker,
             args.out,
             write_video=not args.no_video,
-            interpolate=cfg.interpolate,
-            interpolate_max_gap=cfg.interpolate_max_gap,
-            interpolate_min_coverage=cfg.interpolate_min_coverage,
-            backfill=cfg.backfill,
-            link_max_gap=cfg.link_max_gap,
-            link_min_iou=cfg.link_min_iou,
-            extend_max_miss=cfg.extend_max_miss,
-            extend_min_iou=cfg.extend_min_iou,
-            extend_min_track_score=cfg.extend_min_track_score,
-            trail=cfg.trail,
             class_names=class_names,
             progress=not args.no_progress,
+            **cfg.sequence_settings(),
         )
         ids = len(set(done.rows[:, 1].astype(int).tolist())) if len(done.rows) else 0
         print(

@@ -32,12 +32,9 @@ def interpolate_gaps(rows: np.ndarray, max_gap: int = 20, min_coverage: float = 
         by_id = rows[order]
         same = by_id[1:, 1] == by_id[:-1, 1]
         gap = by_id[1:, 0] - by_id[:-1, 0]
-        _, inverse, counts = np.unique(by_id[:, 1], return_inverse=True, return_counts=True)
-        first = np.full(len(counts), np.inf)
-        last = np.full(len(counts), -np.inf)
-        np.minimum.at(first, inverse, by_id[:, 0])
-        np.maximum.at(last, inverse, by_id[:, 0])
-        dense = (counts / (last - first + 1) >= min_coverage)[inverse[:-1]]
+        _, starts, counts = np.unique(by_id[:, 1], return_index=True, return_counts=True)
+        spans = by_id[starts + counts - 1, 0] - by_id[starts, 0] + 1  # rows are sorted by frame within an id
+        dense = np.repeat(counts / spans >= min_coverage, counts)[:-1]
         for i in np.flatnonzero(same & dense & (gap > 1) & (gap <= max_gap)):
             before, after = by_id[i], by_id[i + 1]
             steps = np.arange(1, int(gap[i]))[:, None] / gap[i]
@@ -125,8 +122,8 @@ def extend_tracks(
     one; the frames it skipped are left to ``interpolate_gaps``. Tracks whose rows' mean score is
     below ``min_track_score`` are not extended: tracks on clutter and stray boxes are mostly
     weak, and extending them over their weak detections adds false positives. Tracks are
-    extended in id order. Rows ``[N, 7]`` as ``interpolate_gaps``; returns them with the new rows, sorted by
-    frame, then id. ``max_miss < 0`` returns ``rows`` sorted.
+    extended in id order. Rows ``[N, 7]`` as ``interpolate_gaps``; returns them with the new
+    rows, sorted by frame, then id. ``max_miss < 0`` returns ``rows`` sorted.
     """
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     detections = np.asarray(detections, dtype=np.float64).reshape(-1, 7)
