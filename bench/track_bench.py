@@ -52,7 +52,7 @@ from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.sources import FrameSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from track_sim import SCENARIOS, random_walkers, simulate, trajectories_from_gt  # noqa: E402
+from track_sim import SCENARIOS, SIM_VERSION, random_walkers, simulate, trajectories_from_gt  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -218,7 +218,8 @@ def mean3(m: dict[str, float]) -> float:
 def simulated(root: Path, family: str, seeds: list[int]) -> dict[str, list[Path]]:
     """Simulated sequences per scenario (made once, reused): ``family`` ``tud`` (TUD-Campus's
     ground-truth trajectories), ``walkers`` (random walkers of seed 100 + s) or ``public`` (the
-    same walkers with public-detection-style scores)."""
+    same walkers with public-detection-style scores). A sequence made by another version of
+    track_sim.py or with other settings is made again."""
     out = {}
     for scenario, corruption in SCENARIOS.items():
         if family == "public":
@@ -226,12 +227,15 @@ def simulated(root: Path, family: str, seeds: list[int]) -> dict[str, list[Path]
         out[scenario] = []
         for seed in seeds:
             name = f"{family}_{scenario}_s{seed}"
-            if not (root / name / "seqinfo.ini").exists():
+            stamp = f"track_sim {SIM_VERSION} {corruption}\n"
+            made = root / name / "made_by.txt"
+            if not made.exists() or made.read_text() != stamp:
                 if family == "tud":
                     tracks = trajectories_from_gt(read_mot(SHARED / "data/mot/TUD-Campus/gt/gt.txt", "gt"))
                 else:
                     tracks = random_walkers(100 + seed)
                 simulate(tracks, corruption, seed, root, name)
+                made.write_text(stamp)
             out[scenario].append(root / name)
     return out
 

@@ -27,8 +27,11 @@ Scores come in two styles (``Corruption.scores``). ``modern``, as above: a detec
 threshold, as ByteTrack-style trackers expect, true boxes 0.6-1.0 and weak ones down to 0.15.
 ``public``, like the public detections of the MOTChallenge sequences (TUD-Campus, MOT15), which
 come already cut at 0.5: a visible person's score is near 1 (1 - an exponential of mean 0.015,
-so the median is 0.99), a weak one (half hidden, or drawn low) is 0.5-0.95 and is detected only
-half the time, and every false positive, stray box and clutter detection is 0.5-1.0.
+so the median is 0.99), a weak one (half hidden, or drawn low) is 0.5-0.95, most often high
+(0.5 + 0.45 Beta(2, 1)), and is detected only half the time, and every false positive, stray box
+and clutter detection is 0.5-1.0, most often near the cut (0.5 + 0.5 Beta(1, 2)). So precision
+rises with the score, as a detector's does (version 1 drew both uniformly: precision was flat,
+about 0.4, from 0.5 to 0.9).
 
 The ground truth is every person at least partly in the frame and at least 10 % visible.
 """
@@ -42,6 +45,8 @@ import cv2
 import numpy as np
 
 WIDTH, HEIGHT, FRAME_RATE = 640, 480, 25
+#: Changes whenever a sequence made with the same settings would change (track_bench.py remakes them).
+SIM_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,14 +196,14 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
                 stray = [x1, y1, max(b[0] + b[2], o[0] + o[2]) - x1, max(b[1] + b[3], o[1] + o[3]) - y1]
             else:
                 stray = [b[0], b[1], b[2], b[3] * rng.uniform(0.4, 0.6)]
-            det_rows.append([frame, -1, *stray, rng.uniform(0.5, 1.0) if public else rng.uniform(0.3, 0.8)])
+            det_rows.append([frame, -1, *stray, _false_score(rng) if public else rng.uniform(0.3, 0.8)])
         for _ in range(rng.poisson(corruption.false_positives)):
             h = rng.uniform(60, 280)
             det_rows.append([frame, -1, rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h,
-                             rng.uniform(0.5, 1.0) if public else rng.beta(2, 4)])  # fmt: skip
+                             _false_score(rng) if public else rng.beta(2, 4)])  # fmt: skip
         for x, y, w, h in clutter:
             if rng.random() < 0.8:
-                score = rng.uniform(0.5, 1.0) if public else rng.uniform(0.3, 0.8)
+                score = _false_score(rng) if public else rng.uniform(0.3, 0.8)
                 det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, score])
         if texture is not None:
             m = 200
@@ -221,8 +226,13 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
 def _true_score(rng: np.random.Generator, low: bool, public: bool) -> float:
     """A true detection's score in the given style (see the module docstring)."""
     if public:
-        return rng.uniform(0.5, 0.95) if low else max(0.5, 1.0 - rng.exponential(0.015))
+        return 0.5 + 0.45 * rng.beta(2, 1) if low else max(0.5, 1.0 - rng.exponential(0.015))
     return rng.uniform(0.15, 0.55) if low else rng.uniform(0.6, 1.0)
+
+
+def _false_score(rng: np.random.Generator) -> float:
+    """A public-style false detection's score: 0.5-1.0, most often near the cut."""
+    return 0.5 + 0.5 * rng.beta(1, 2)
 
 
 def _write(path: Path, rows: list, template: str) -> None:
