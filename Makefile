@@ -26,8 +26,9 @@ demo: $(INSTALLED)
 	$(PY) tools/make_synthetic.py --out data/synthetic --size 192 --train 800 --val 100 --min-size 12 --max-objects 12
 	$(PY) tools/train.py $(DEMO_CONFIG) --device cpu
 
+# Two workers (pytest-xdist), one per core, each test file in one of them (tests/conftest.py).
 test: $(INSTALLED)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -m "not slow"

@@ -57,6 +57,6 @@ setup(
     # HOTA: TrackEval asks for opencv-python, whose cv2 would overwrite opencv-python-headless's,
     # and its metrics need neither: install it with `pip install --no-deps trackeval tabulate`
     # (make install does). Without it, MOT metrics simply have no HOTA.
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "hypothesis>=6.100"]},
+    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100"]},
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

@@ -5,6 +5,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` runs two pytest-xdist workers, one per core of the reference machine: each worker,
+# and the tools it starts, computes on one thread, as two threads each would oversubscribe them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 def shared_dir() -> Path:
     """The read-only shared material: $DETECTOR_SHARED, else ../shared beside the checkout."""

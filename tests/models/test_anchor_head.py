@@ -102,7 +102,9 @@ def test_anchor_free_head_with_other_assigners_and_cls_losses(configs_dir, overr
     torch.manual_seed(0)
     model = build_model(load_config(configs_dir / "yolox_nano_shapes.yaml", overrides)).train()
     assert isinstance(model.head.criterion, YOLOXLoss)
-    assert_steps_lower_the_loss(model)
+    # SimOTA's positives change in the first steps and the loss wanders with them (down to 0.81
+    # or 0.93 of its start after 10 steps, depending on the thread count; 0.57-0.66 after 25).
+    assert_steps_lower_the_loss(model, steps=25)
 
 
 def test_bad_anchor_configs_are_named(configs_dir):
