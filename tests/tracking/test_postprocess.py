@@ -200,7 +200,7 @@ def test_detector_track_extends_tracks_offline_only(tmp_path):
 
 def test_extension_settings_are_checked():
     track = parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=2"])).track
-    assert (track.extend_max_miss, track.extend_min_iou, track.extend_min_track_score) == (2, 0.5, 0.0)
+    assert (track.extend_max_miss, track.extend_min_iou, track.extend_min_track_score) == (2, 0.5, 0.6)
     with pytest.raises(ConfigError, match=r"track\.extend_min_track_score: 1\.2; expected a number in \[0, 1\]$"):
         parse_config(load_config("_base_/trackers/default", ["track.extend_min_track_score=1.2"]))
     with pytest.raises(ConfigError, match=r"track\.interpolate_min_coverage: -0\.1; expected a number in \[0, 1\]$"):
