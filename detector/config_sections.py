@@ -17,7 +17,7 @@ from typing import Any
 
 from detector.data.mix import MixParams
 from detector.errors import ConfigError
-from detector.schema import check_non_negative, check_positive, parse_section, setting
+from detector.schema import check_fraction, check_non_negative, check_positive, parse_section, setting
 
 
 @dataclasses.dataclass
@@ -127,8 +127,7 @@ class SchedulerConfig:
 
     def check(self, path: str) -> None:
         check_non_negative(path, warmup_epochs=self.warmup_epochs, warmup_lr=self.warmup_lr)
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"{path}.min_lr_ratio: {self.min_lr_ratio!r}; expected a number in [0, 1]")
+        check_fraction(path, min_lr_ratio=self.min_lr_ratio)
 
 
 @dataclasses.dataclass
@@ -182,9 +181,8 @@ class TrackConfig:
         for key in ("link_min_iou", "extend_min_iou"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in (0, 1]")
-        for key in ("extend_min_track_score", "interpolate_min_coverage"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in [0, 1]")
+        check_fraction(path, extend_min_track_score=self.extend_min_track_score,
+                       interpolate_min_coverage=self.interpolate_min_coverage)  # fmt: skip
 
     def sequence_settings(self) -> dict[str, Any]:
         """The keyword arguments of ``detector.tracking.track_sequence`` these settings give: the
@@ -225,8 +223,7 @@ class DistillConfig:
     anneal_temperature: bool = setting(False, "temperatures fall linearly from their set value to 1 over training")
 
     def check(self, path: str) -> None:
-        if not 0.0 <= self.final_weight_ratio <= 1.0:
-            raise ConfigError(f"{path}.final_weight_ratio: {self.final_weight_ratio!r}; expected a number in [0, 1]")
+        check_fraction(path, final_weight_ratio=self.final_weight_ratio)
         if self.teacher is not None and not self.losses:
             raise ConfigError(f"{path}.losses: empty; a teacher needs at least one distillation loss")
 
@@ -250,8 +247,7 @@ class QatConfig:
         check_positive(path, calibration_images=self.calibration_images)
         if self.weight_bits not in (7, 8):
             raise ConfigError(f"{path}.weight_bits: {self.weight_bits!r}; expected 8 or 7")
-        if not 0.0 <= self.range_momentum <= 1.0:
-            raise ConfigError(f"{path}.range_momentum: {self.range_momentum!r}; expected a number in [0, 1]")
+        check_fraction(path, range_momentum=self.range_momentum)
 
 
 @dataclasses.dataclass

@@ -161,3 +161,9 @@ def check_non_negative(path: str, **values: float | int | None) -> None:
     for key, value in values.items():
         if value is not None and value < 0:
             raise ConfigError(f"{path}.{key}: {value!r}; expected a number >= 0")
+
+
+def check_fraction(path: str, **values: float | None) -> None:
+    for key, value in values.items():
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{path}.{key}: {value!r}; expected a number in [0, 1]")
