@@ -196,15 +196,14 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
                 stray = [x1, y1, max(b[0] + b[2], o[0] + o[2]) - x1, max(b[1] + b[3], o[1] + o[3]) - y1]
             else:
                 stray = [b[0], b[1], b[2], b[3] * rng.uniform(0.4, 0.6)]
-            det_rows.append([frame, -1, *stray, _false_score(rng) if public else rng.uniform(0.3, 0.8)])
+            det_rows.append([frame, -1, *stray, _false_score(rng, public)])
         for _ in range(rng.poisson(corruption.false_positives)):
             h = rng.uniform(60, 280)
             det_rows.append([frame, -1, rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h,
-                             _false_score(rng) if public else rng.beta(2, 4)])  # fmt: skip
+                             _false_score(rng, public, background=True)])  # fmt: skip
         for x, y, w, h in clutter:
             if rng.random() < 0.8:
-                score = _false_score(rng) if public else rng.uniform(0.3, 0.8)
-                det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, score])
+                det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, _false_score(rng, public)])
         if texture is not None:
             m = 200
             left, top = int(round(m - offset[0])), int(round(m - offset[1]))
@@ -230,9 +229,12 @@ def _true_score(rng: np.random.Generator, low: bool, public: bool) -> float:
     return rng.uniform(0.15, 0.55) if low else rng.uniform(0.6, 1.0)
 
 
-def _false_score(rng: np.random.Generator) -> float:
-    """A public-style false detection's score: 0.5-1.0, most often near the cut."""
-    return 0.5 + 0.5 * rng.beta(1, 2)
+def _false_score(rng: np.random.Generator, public: bool, background: bool = False) -> float:
+    """A false detection's score in the given style (see the module docstring): ``background``
+    for a random box, else a stray or clutter box."""
+    if public:
+        return 0.5 + 0.5 * rng.beta(1, 2)
+    return rng.beta(2, 4) if background else rng.uniform(0.3, 0.8)
 
 
 def _write(path: Path, rows: list, template: str) -> None:
