@@ -47,7 +47,7 @@ from detector.config_sections import TrackConfig, parse_config
 from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot
 from detector.tracking.mot_io import group_by_frame, mot_to_xyxy, read_mot, read_seqinfo
-from detector.tracking.pipeline import detections_from_file, track_sequence
+from detector.tracking.pipeline import detections_from_file, lowest_score, track_sequence
 from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.sources import FrameSource
 
@@ -68,24 +68,29 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: and both; the next three extend the default's tracks offline at both ends with the
 #: detections that continue them (``track.extend_max_miss``: 0, 2 or 5 frames without one
 #: allowed); the next two extend only tracks whose mean score reaches one of the default's own
-#: thresholds (``track.extend_min_track_score``); the last eight fill gaps only in tracks
+#: thresholds (``track.extend_min_track_score``); the next eight fill gaps only in tracks
 #: covering 30 % or 50 % of their span (``track.interpolate_min_coverage``), take the score
-#: thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or both. No
-#: number here was tuned; the selection chooses among the listed values.
+#: thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or both; the last
+#: two take those thresholds only for detections that can score under 0.5 (a detector's whole
+#: range, ``track.full_range``), keeping the default's for files cut at 0.5. No number here was
+#: tuned; the selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.
 BOOSTS = ["track.tracker.boost_likely=0.65", "track.tracker.boost_unlikely=true"]
 RECOVERY = ["track.tracker.low_score_recovery=true"]
-#: The score thresholds supervision's ByteTrack and Ultralytics' trackers ship with.
+#: The score thresholds supervision's ByteTrack and Ultralytics' trackers ship with, for every
+#: detection (no other thresholds for a detector's whole score range: ``track.full_range``).
 THRESHOLDS = {
     " with supervision's ByteTrack thresholds (0.25 high, 0.35 new track)": [
         "track.tracker.high_threshold=0.25",
         "track.tracker.new_track_threshold=0.35",
+        "track.full_range=null",
     ],
     " with Ultralytics' tracker thresholds (0.25 high, 0.25 new track)": [
         "track.tracker.high_threshold=0.25",
         "track.tracker.new_track_threshold=0.25",
+        "track.full_range=null",
     ],
 }
 CANDIDATES = {
@@ -130,6 +135,16 @@ CANDIDATES = {
         for cover in (0.0, 0.3, 0.5)
         if name or cover
     },
+    **{
+        f"default.yaml{name} for detections that score under 0.5": (
+            DEFAULT_TRACKER,
+            [
+                "track.full_range.below=0.5",
+                *(t.replace(".tracker.", ".full_range.tracker.") for t in thresholds if "full_range" not in t),
+            ],
+        )
+        for name, thresholds in THRESHOLDS.items()
+    },
 }
 BOXMOT = ("ByteTrack", "OcSort", "BotSort", "OccluBoost", "BoostTrack", "SFSORT", "DeepOcSort", "HybridSort")
 PEERS = ["SORT", "ByteTrack-supervision", *(f"BoxMOT-{name}" for name in BOXMOT)]
@@ -161,9 +176,10 @@ def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tu
     interpolated (in tracks covering ``track.interpolate_min_coverage`` of their span)."""
     track = track_settings(config, overrides)
     source = FrameSource(sequence)
-    tracker = TRACKERS.build(dict(track.tracker), "track.tracker", frame_rate=source.frame_rate)
+    dets = sequence / "det" / "det.txt"
+    tracker = TRACKERS.build(track.tracker_settings(lowest_score(dets)), "track.tracker", frame_rate=source.frame_rate)
     settings = {**track.sequence_settings(), "interpolate": True, "interpolate_max_gap": OFFLINE_GAP, "backfill": True}
-    run = track_sequence(source, detections_from_file(sequence / "det" / "det.txt"), tracker, out,
+    run = track_sequence(source, detections_from_file(dets), tracker, out,
                          write_video=False, progress=False, **settings)  # fmt: skip
     return run.online_rows, run.rows
 
@@ -345,7 +361,7 @@ def our_speed(sequence: Path, config: str, overrides: list[str], repeats: int) -
     num_frames = int(info["seqLength"])
     frames = [(mot_to_xyxy(by_frame[f]), by_frame[f][:, 6].copy(), np.zeros(len(by_frame[f]), np.int64))
               if f in by_frame else empty for f in range(1, num_frames + 1)]  # fmt: skip
-    settings = dict(track_settings(config, overrides).tracker)
+    settings = track_settings(config, overrides).tracker_settings(lowest_score(sequence / "det" / "det.txt"))
     tracker = TRACKERS.build(settings, "track.tracker", frame_rate=float(info["frameRate"]))
     times = []
     for _ in range(repeats):

@@ -144,6 +144,21 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class FullRangeConfig:
+    """``track.full_range``: the tracker's settings for detections over a detector's whole score
+    range (``detector track --ckpt`` at ``detector_conf``), as against files already cut at a
+    confidence (MOTChallenge's public detections, at 0.5)."""
+
+    below: float = setting(0.5, "detections that can score under this span a detector's whole range")
+    tracker: dict[str, Any] = setting({}, "settings replacing track.tracker's for them: {high_threshold: 0.25, ...}")
+
+    def check(self, path: str) -> None:
+        check_fraction(path, below=self.below)
+        if "type" in self.tracker:
+            raise ConfigError(f"{path}.tracker.type: set; expected settings of track.tracker's type only")
+
+
+@dataclasses.dataclass
 class TrackConfig:
     """``track``: the tracker and the detector settings of ``detector track``."""
 
@@ -169,6 +184,9 @@ class TrackConfig:
     extend_min_track_score: float = setting(
         0.0, "tracks whose rows' mean score is below this are not extended (tracks on clutter are weak)"
     )
+    full_range: FullRangeConfig | None = setting(
+        None, "other tracker settings for a detector's whole score range: {below: 0.5, tracker: {...}} (null: none)"
+    )
     trail: int = setting(30, "frames of trail drawn behind each track in annotated.mp4")
     detector_conf: float = setting(0.1, "the detector's score threshold (the second association needs weak boxes)")
     detector_iou: float = setting(0.7, "the detector's NMS IoU threshold")
@@ -183,6 +201,16 @@ class TrackConfig:
                 raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in (0, 1]")
         check_fraction(path, extend_min_track_score=self.extend_min_track_score,
                        interpolate_min_coverage=self.interpolate_min_coverage)  # fmt: skip
+
+    def tracker_settings(self, lowest_score: float | None) -> dict[str, Any]:
+        """``tracker``, with ``full_range.tracker``'s settings replacing its own when the detections
+        can score under ``full_range.below``: ``lowest_score`` is the lowest score the source gives
+        (a detector's ``detector_conf``, a det file's lowest score; None: scores on their own scale,
+        as the motion detector's)."""
+        settings = dict(self.tracker or {})
+        if self.full_range is not None and lowest_score is not None and lowest_score < self.full_range.below:
+            settings.update(self.full_range.tracker)
+        return settings
 
     def sequence_settings(self) -> dict[str, Any]:
         """The keyword arguments of ``detector.tracking.track_sequence`` these settings give: the
@@ -304,6 +332,8 @@ def check_parts(run: RunConfig) -> None:
         check_augmentations(run.data.mix.single_augment, "data.mix.single_augment")
     if run.track.tracker is not None:
         TRACKERS.check(run.track.tracker, "track.tracker")
+        if run.track.full_range is not None:
+            TRACKERS.check(run.track.tracker_settings(0.0), "track.full_range.tracker")
     from detector.distill import check_distill_losses  # (also without a teacher: a typo waits otherwise)
 
     check_distill_losses(run.distill.losses, "distill.losses")

@@ -101,3 +101,39 @@ def test_an_unknown_key_anywhere_in_a_shipped_config_is_refused(tmp_path_factory
         assert f": {dotted}: " in message, message
     else:
         assert f"unknown top-level section '{key}'" in message, message
+
+
+FULL_RANGE = ["track.full_range.below=0.5", "track.full_range.tracker.high_threshold=0.25",
+              "track.full_range.tracker.new_track_threshold=0.25"]  # fmt: skip
+
+
+def test_full_range_tracker_settings_apply_to_detections_that_score_under_below():
+    track = parse_config(load_config("_base_/trackers/bytetrack", FULL_RANGE)).track
+    keys = ("high_threshold", "new_track_threshold")
+    thresholds = lambda floor: [track.tracker_settings(floor)[k] for k in keys]  # noqa: E731
+    own = [track.tracker[k] for k in keys]
+    assert own != [0.25, 0.25]
+    # A detector at its 0.1 threshold: the full range. A file cut at 0.5, or scores on their own
+    # scale: the tracker's own settings.
+    assert thresholds(0.1) == [0.25, 0.25]
+    assert thresholds(0.5) == own and thresholds(None) == own
+    assert track.tracker_settings(0.1)["low_threshold"] == track.tracker["low_threshold"]
+    plain = parse_config(load_config("_base_/trackers/bytetrack")).track
+    assert plain.full_range is None and plain.tracker_settings(0.1) == plain.tracker
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("track.full_range.tracker.high_treshold=0.2",
+         r"full_range\.tracker\.high_treshold: ByteTracker has no argument 'high_treshold'; did you mean"),
+        ("track.full_range.below=2", r"track\.full_range\.below: 2\.0; expected a number in \[0, 1\]$"),
+        ("track.full_range.tracker.type=OCSortTracker",
+         r"track\.full_range\.tracker\.type: set; expected settings of track\.tracker's type only$"),
+        ("track.full_range.belw=0.3",
+         r"track\.full_range\.belw: unknown key; did you mean 'track\.full_range\.below'\?$"),
+    ],
+)  # fmt: skip
+def test_full_range_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(load_config("_base_/trackers/bytetrack", [*FULL_RANGE, override]))

@@ -24,7 +24,7 @@ from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot, format_mot_table
 from detector.tracking.mot_io import read_mot
 from detector.tracking.motion import MotionDetector
-from detector.tracking.pipeline import detections_from_file, detections_from_predictor, track_sequence
+from detector.tracking.pipeline import detections_from_file, detections_from_predictor, lowest_score, track_sequence
 from detector.tracking.sources import FrameSource
 from detector.utils.fileio import atomic_write_text
 
@@ -61,11 +61,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         cfg = parse_config(load_config(args.tracker, args.set)).track
         if cfg.tracker is None:
             raise ConfigError(f"{args.tracker}: track.tracker: missing; expected a tracker config with a 'type'")
-        tracker_cfg = dict(cfg.tracker)
-        if args.classes:
-            tracker_cfg["classes"] = None if args.classes == ["all"] else [_label(c) for c in args.classes]
+        classes = None if not args.classes or args.classes == ["all"] else [_label(c) for c in args.classes]
         gt = read_mot(args.gt, "ground truth") if args.gt else None  # fail early on a bad file
         source = FrameSource(args.source, fps=args.fps)
+        # The lowest score the detections can have picks the tracker's settings (track.full_range):
+        # a det file's, the detector's threshold; the motion detector scores blobs on its own scale.
+        floor = lowest_score(args.dets) if args.dets else None if args.motion else cfg.detector_conf
+        tracker_cfg = cfg.tracker_settings(floor)
+        if cfg.full_range is not None and floor is not None and floor < cfg.full_range.below:
+            print(f"detections score from {floor:g}, under {cfg.full_range.below:g}: track.full_range.tracker applies")
+        if args.classes:
+            tracker_cfg["classes"] = classes
         tracker = TRACKERS.build(tracker_cfg, "track.tracker", frame_rate=source.frame_rate)
         class_names = None
         thresholds = {

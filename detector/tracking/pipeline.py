@@ -45,6 +45,13 @@ def detections_from_file(path: str | os.PathLike[str]) -> Detect:
     return detect
 
 
+def lowest_score(path: str | os.PathLike[str]) -> float | None:
+    """The lowest score in a MOTChallenge det file: the confidence it was cut at (MOTChallenge's
+    public detections: 0.5); None when it has no detections."""
+    rows = read_mot(path, "detections")
+    return float(rows[:, 6].min()) if len(rows) else None
+
+
 def detections_from_predictor(predictor: Any) -> Detect:
     """``detect`` running ``predictor`` (``detector.inference.Predictor``) on each image."""
 

@@ -135,3 +135,27 @@ def test_sparse_tracks_are_not_interpolated_as_the_track_settings_say(tmp_path):
         assert result.returncode == 0, result.stderr
         frames[cover] = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 0].tolist()
     assert frames[0.0] == list(range(1, 29)) and frames[0.5] == list(range(1, 29, 3))
+
+
+def test_full_range_settings_apply_to_det_files_that_score_under_below(tmp_path):
+    # One person walking, scored 0.4 in one file (a detector's whole range: it reaches under 0.5)
+    # and 0.55 in the other (a file cut at 0.5). With full_range's thresholds (0.25) the first is
+    # tracked; the tracker's own new-track threshold (0.7) starts no track in the second.
+    seq = tmp_path / "SEQ"
+    (seq / "det").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength=20\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+    )
+    settings = ["track.tracker.new_track_threshold=0.7", "track.full_range.below=0.5",
+                "track.full_range.tracker.high_threshold=0.25",
+                "track.full_range.tracker.new_track_threshold=0.25"]  # fmt: skip
+    ids, said = {}, {}
+    for score in (0.4, 0.55):
+        dets = tmp_path / f"det{score}.txt"
+        dets.write_text("".join(f"{f},-1,{100 + 3 * f},100,40,100,{score}\n" for f in range(1, 21)))
+        out = tmp_path / f"out{score}"
+        result = track(seq, "--dets", dets, "--out", out, "--no-video", "--set", *settings)
+        assert result.returncode == 0, result.stderr
+        said[score] = "track.full_range.tracker applies" in result.stdout
+        ids[score] = {line.split(",")[1] for line in (out / "results.txt").read_text().splitlines()}
+    assert ids == {0.4: {"1"}, 0.55: set()} and said == {0.4: True, 0.55: False}
