@@ -18,9 +18,9 @@
   with and without cross-layer equalisation (``--equalize`` / ``--equalize-silu``).
 * qat: INT8 by PTQ and by quantisation-aware fine-tuning (``qat.enabled``) at equal calibration
   data, for each model's baselines over the seeds (Tiny: 36-epoch baselines of seeds 1, 2 are
-  trained beside distill.py's seed-0 teacher) and Nano's pruned versions (``--skip-pruned``: not),
-  and the latency of each; ``--weight-bits 7``: both with 7-bit weights (ONNX Runtime's
-  ``reduce_range``, for x86 CPUs without VNNI).
+  trained beside distill.py's seed-0 teacher; ``s``: YOLOX-S, 36 epochs per seed) and Nano's
+  pruned versions (``--skip-pruned``: not), and the latency of each; ``--weight-bits 7``: both
+  with 7-bit weights (ONNX Runtime's ``reduce_range``, for x86 CPUs without VNNI).
 * latency: parameters, GFLOPs (640) and batch-1 ONNX Runtime latency of each model's fp32 and
   INT8 export at 320 and 640, all variants of one model and size timed in turns in one run
   (medians), with Ultralytics' YOLOv8n fp32 (exported in bench/.venv-yolov8, see export_speed.py).
@@ -64,12 +64,16 @@ from detector.inference import load_detector  # noqa: E402
 from detector.models.summary import count_flops, count_parameters  # noqa: E402
 
 CONFIG = str(REPO / "configs" / "yolox_nano_shapes.yaml")
+YOLOX_S = ["model.backbone.width=0.5", "model.backbone.depthwise=false", "model.neck.depthwise=false",
+           "model.head.depthwise=false", "model.head.feat_channels=128"]  # fmt: skip
 #: model -> (baseline run name pattern, baseline epochs, overrides of the Nano config, seeds of the baseline)
 MODELS = {
     "nano": ("conv_s{seed}", 12, [], "per seed"),
     # The same recipe trained three times as long (the SiLU runs of `--parts int8 --int8-epochs 36`).
     "nano36": ("conv_s{seed}_e36", 36, [], "per seed"),
     "tiny": ("teacher_tiny_e36", 36, TEACHER, "seed 0"),
+    # YOLOX-S (configs/_base_/models/yolox_s.yaml's sizes) on the same recipe, for its QAT target.
+    "s": ("yolox_s_e36_s{seed}", 36, YOLOX_S, "per seed"),
 }
 
 

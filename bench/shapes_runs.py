@@ -43,18 +43,23 @@ def data_overrides(data: Path) -> list[str]:
 def train_run(config: str, name: str, seed: int, out_dir: Path, data: Path, epochs: int,
               extra: Sequence[str] = ()) -> Path:  # fmt: skip
     """Train ``config`` with ``seed`` for ``epochs`` on ``data`` into ``out_dir/name`` (reused when
-    its last checkpoint already reached ``epochs``); returns the run folder."""
+    its last checkpoint already reached ``epochs``, resumed from it when it stopped earlier, so an
+    interrupted benchmark goes on where it was); returns the run folder."""
     run = out_dir / name
-    history = run / "metrics.csv"
-    if history.exists() and last_row(run).get("epoch") == str(epochs) and (run / "weights" / "last.pt").exists():
+    checkpoint = run / "weights" / "last.pt"
+    done = last_row(run).get("epoch") if (run / "metrics.csv").exists() else None
+    if done == str(epochs) and checkpoint.exists():
         return run
     overrides = [*data_overrides(data), f"train.epochs={epochs}", f"train.seed={seed}", f"train.output_dir={out_dir}",
                  f"train.name={name}", f"train.eval_interval={epochs}", "train.plots=false", *extra]  # fmt: skip
-    if run.exists():
+    resume = []
+    if checkpoint.exists() and done is not None and int(done) < epochs:
+        resume = ["--resume", str(checkpoint)]
+    elif run.exists():
         import shutil
 
         shutil.rmtree(run)
-    detector_command("train", config, "--device", "cpu", "--no-progress", "--set", *overrides)
+    detector_command("train", config, "--device", "cpu", "--no-progress", *resume, "--set", *overrides)
     return run
 
 
