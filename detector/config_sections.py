@@ -333,7 +333,7 @@ def check_parts(run: RunConfig) -> None:
     if run.track.tracker is not None:
         TRACKERS.check(run.track.tracker, "track.tracker")
         if run.track.full_range is not None:
-            TRACKERS.check(run.track.tracker_settings(0.0), "track.full_range.tracker")
+            TRACKERS.check({**run.track.tracker, **run.track.full_range.tracker}, "track.full_range.tracker")
     from detector.distill import check_distill_losses  # (also without a teacher: a typo waits otherwise)
 
     check_distill_losses(run.distill.losses, "distill.losses")
