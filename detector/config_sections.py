@@ -202,13 +202,17 @@ class TrackConfig:
         check_fraction(path, extend_min_track_score=self.extend_min_track_score,
                        interpolate_min_coverage=self.interpolate_min_coverage)  # fmt: skip
 
+    def full_range_applies(self, lowest_score: float | None) -> bool:
+        """Whether detections whose lowest possible score is ``lowest_score`` (a detector's
+        ``detector_conf``, a det file's lowest score; None: scores on their own scale, as the
+        motion detector's) span a detector's whole range: under ``full_range.below``."""
+        return self.full_range is not None and lowest_score is not None and lowest_score < self.full_range.below
+
     def tracker_settings(self, lowest_score: float | None) -> dict[str, Any]:
-        """``tracker``, with ``full_range.tracker``'s settings replacing its own when the detections
-        can score under ``full_range.below``: ``lowest_score`` is the lowest score the source gives
-        (a detector's ``detector_conf``, a det file's lowest score; None: scores on their own scale,
-        as the motion detector's)."""
+        """``tracker``, with ``full_range.tracker``'s settings replacing its own where
+        :meth:`full_range_applies` to ``lowest_score``."""
         settings = dict(self.tracker or {})
-        if self.full_range is not None and lowest_score is not None and lowest_score < self.full_range.below:
+        if self.full_range_applies(lowest_score):
             settings.update(self.full_range.tracker)
         return settings
 

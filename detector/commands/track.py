@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         # a det file's, the detector's threshold; the motion detector scores blobs on its own scale.
         floor = lowest_score(args.dets) if args.dets else None if args.motion else cfg.detector_conf
         tracker_cfg = cfg.tracker_settings(floor)
-        if cfg.full_range is not None and floor is not None and floor < cfg.full_range.below:
+        if cfg.full_range_applies(floor):
             print(f"detections score from {floor:g}, under {cfg.full_range.below:g}: track.full_range.tracker applies")
         if args.classes:
             tracker_cfg["classes"] = classes
