@@ -68,8 +68,9 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: and both; the next three extend the default's tracks offline at both ends with the
 #: detections that continue them (``track.extend_max_miss``: 0, 2 or 5 frames without one
 #: allowed); the next two extend only tracks whose mean score reaches one of the default's own
-#: thresholds (``track.extend_min_track_score``); the next eight fill gaps only in tracks
-#: covering 30 % or 50 % of their span (``track.interpolate_min_coverage``), take the score
+#: thresholds (``track.extend_min_track_score``); the next two fill gaps only in tracks whose
+#: mean score reaches one of them (``track.interpolate_min_track_score``); the next eight fill
+#: gaps only in tracks covering 30 % or 50 % of their span (``track.interpolate_min_coverage``), take the score
 #: thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or both; the last
 #: two take those thresholds only for detections that can score under 0.5 (a detector's whole
 #: range, ``track.full_range``), keeping the default's for files cut at 0.5. No number here was
@@ -123,6 +124,13 @@ CANDIDATES = {
         f"default.yaml + tracks with a mean score under {score} ({name}) not extended": (
             DEFAULT_TRACKER,
             [f"track.extend_min_track_score={score}"],
+        )
+        for score, name in ((0.6, "its high_threshold"), (0.7, "its new_track_threshold"))
+    },
+    **{
+        f"default.yaml + gaps filled only in tracks with a mean score of {score} ({name})": (
+            DEFAULT_TRACKER,
+            [f"track.interpolate_min_track_score={score}"],
         )
         for score, name in ((0.6, "its high_threshold"), (0.7, "its new_track_threshold"))
     },

@@ -170,6 +170,9 @@ class TrackConfig:
     interpolate_min_coverage: float = setting(
         0.0, "interpolate only tracks with rows in at least this share of the frames they span (sparse: strays)"
     )
+    interpolate_min_track_score: float = setting(
+        0.0, "interpolate only tracks whose rows' mean score reaches this (tracks on clutter are weak)"
+    )
     backfill: bool = setting(True, "add each track's detections from before its confirmation to results.txt (offline)")
     link_max_gap: int = setting(
         0, "offline: join a track to one starting up to this many frames after its end if their motions agree (0: off)"
@@ -200,7 +203,8 @@ class TrackConfig:
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"{path}.{key}: {getattr(self, key)!r}; expected a number in (0, 1]")
         check_fraction(path, extend_min_track_score=self.extend_min_track_score,
-                       interpolate_min_coverage=self.interpolate_min_coverage)  # fmt: skip
+                       interpolate_min_coverage=self.interpolate_min_coverage,
+                       interpolate_min_track_score=self.interpolate_min_track_score)  # fmt: skip
 
     def full_range_applies(self, lowest_score: float | None) -> bool:
         """Whether detections whose lowest possible score is ``lowest_score`` (a detector's
@@ -219,7 +223,8 @@ class TrackConfig:
     def sequence_settings(self) -> dict[str, Any]:
         """The keyword arguments of ``detector.tracking.track_sequence`` these settings give: the
         offline clean-up (backfill, joining, extension, interpolation) and the video's trail."""
-        keys = ("interpolate", "interpolate_max_gap", "interpolate_min_coverage", "backfill", "link_max_gap",
+        keys = ("interpolate", "interpolate_max_gap", "interpolate_min_coverage", "interpolate_min_track_score",
+                "backfill", "link_max_gap",
                 "link_min_iou", "extend_max_miss", "extend_min_iou", "extend_min_track_score", "trail")  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 

@@ -106,6 +106,7 @@ def track_sequence(
     interpolate: bool = True,
     interpolate_max_gap: int = 20,
     interpolate_min_coverage: float = 0.0,
+    interpolate_min_track_score: float = 0.0,
     backfill: bool = True,
     link_max_gap: int = 0,
     link_min_iou: float = 0.5,
@@ -122,7 +123,8 @@ def track_sequence(
     ``interpolate``: fill the gaps the tracker bridged, of at most ``interpolate_max_gap`` frames
     between a track's two rows, in the results file by linear interpolation (``interpolate_gaps``;
     longer ones are more often a wrong re-association than a hidden person; only in tracks with
-    rows in at least ``interpolate_min_coverage`` of the frames they span); ``backfill``: add
+    rows in at least ``interpolate_min_coverage`` of the frames they span and a mean score of at
+    least ``interpolate_min_track_score``); ``backfill``: add
     each track's detections from the frames before it was confirmed (``Tracks.earlier``);
     ``link_max_gap`` > 0: join tracks that continue one another across at most that many frames
     (``link_tracklets``, before interpolation, so joined gaps are filled too); ``extend_max_miss``
@@ -181,7 +183,9 @@ def track_sequence(
             )  # fmt: skip
         results = results[np.lexsort((results[:, 1], results[:, 0]))]
         if interpolate:
-            results = interpolate_gaps(results, max_gap=interpolate_max_gap, min_coverage=interpolate_min_coverage)
+            results = interpolate_gaps(
+                results, interpolate_max_gap, interpolate_min_coverage, min_track_score=interpolate_min_track_score
+            )
         results_path = write_mot_results(out / "results.txt", results)
     except BaseException:
         if writer is not None:

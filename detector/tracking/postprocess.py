@@ -15,13 +15,16 @@ from detector.tracking.matching import linear_assignment
 from detector.tracking.mot_io import group_by_frame
 
 
-def interpolate_gaps(rows: np.ndarray, max_gap: int = 20, min_coverage: float = 0.0) -> np.ndarray:
+def interpolate_gaps(
+    rows: np.ndarray, max_gap: int = 20, min_coverage: float = 0.0, min_track_score: float = 0.0
+) -> np.ndarray:
     """Fill the frames where a track was lost and found again within ``max_gap`` frames with
     linearly interpolated boxes (ByteTrack's offline step for MOTChallenge results).
 
     Only tracks with rows in at least ``min_coverage`` of the frames from their first to their
     last are filled: a sparse track is most often a stray box or clutter that the tracker kept
-    re-finding, and filling its gaps turns occasional false positives into continuous ones. An
+    re-finding, and filling its gaps turns occasional false positives into continuous ones. Nor
+    are tracks whose rows' mean score is below ``min_track_score``: a track on clutter is weak. An
     interpolated row's score is the lower of the two rows around its gap. Returns all rows (the
     given and the new ones) sorted by frame, then id. ``max_gap <= 1`` returns ``rows`` sorted.
     """
@@ -34,8 +37,9 @@ def interpolate_gaps(rows: np.ndarray, max_gap: int = 20, min_coverage: float = 
         gap = by_id[1:, 0] - by_id[:-1, 0]
         _, starts, counts = np.unique(by_id[:, 1], return_index=True, return_counts=True)
         spans = by_id[starts + counts - 1, 0] - by_id[starts, 0] + 1  # rows are sorted by frame within an id
-        dense = np.repeat(counts / spans >= min_coverage, counts)[:-1]
-        for i in np.flatnonzero(same & dense & (gap > 1) & (gap <= max_gap)):
+        mean_scores = np.add.reduceat(by_id[:, 6], starts) / counts
+        filled = np.repeat((counts / spans >= min_coverage) & (mean_scores >= min_track_score), counts)[:-1]
+        for i in np.flatnonzero(same & filled & (gap > 1) & (gap <= max_gap)):
             before, after = by_id[i], by_id[i + 1]
             steps = np.arange(1, int(gap[i]))[:, None] / gap[i]
             boxes = before[2:6] + steps * (after[2:6] - before[2:6])

@@ -118,23 +118,40 @@ def test_split_tracks_are_joined_as_the_track_settings_say(tmp_path):
     assert len(ids[0]) == 2 and ids[60] == {1.0}
 
 
-def test_sparse_tracks_are_not_interpolated_as_the_track_settings_say(tmp_path):
-    # One box detected every third frame (10 of the 28 frames it spans): filled at coverage 0,
-    # left sparse when the settings ask tracks to cover half their span.
+def write_walk(tmp_path, frames, score, length=30):
+    """A MOT sequence folder without images and its det file: one 40 x 100 px box walking 2 px per
+    frame to the right, detected in ``frames`` at ``score``."""
     seq = tmp_path / "SEQ"
     (seq / "det").mkdir(parents=True)
     (seq / "seqinfo.ini").write_text(
-        "[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength=30\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+        f"[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength={length}\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
     )
-    (seq / "det" / "det.txt").write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,0.9\n" for f in range(1, 29, 3)))
+    (seq / "det" / "det.txt").write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,{score}\n" for f in frames))
+    return seq
+
+
+@pytest.mark.parametrize(
+    ("step", "score", "key", "value"),
+    [
+        # Detected every third frame (10 of the 28 frames it spans): left sparse when tracks must
+        # cover half their span.
+        (3, 0.9, "track.interpolate_min_coverage", 0.5),
+        # Scored 0.5 (full_range's thresholds start it), every other frame: left with its gaps
+        # when tracks must score 0.6 on average.
+        (2, 0.5, "track.interpolate_min_track_score", 0.6),
+    ],
+)
+def test_gaps_are_filled_only_in_tracks_the_settings_allow(tmp_path, step, score, key, value):
+    seq = write_walk(tmp_path, range(1, 29, step), score)
     frames = {}
-    for cover in (0.0, 0.5):
-        out = tmp_path / f"out{cover}"
+    for setting in (0.0, value):
+        out = tmp_path / f"out{setting}"
         result = track(seq, "--dets", seq / "det" / "det.txt", "--out", out, "--no-video", "--set",
-                       f"track.interpolate_min_coverage={cover}")  # fmt: skip
+                       f"{key}={setting}", "track.full_range.below=0.6")  # fmt: skip
         assert result.returncode == 0, result.stderr
-        frames[cover] = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 0].tolist()
-    assert frames[0.0] == list(range(1, 29)) and frames[0.5] == list(range(1, 29, 3))
+        frames[setting] = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 0].tolist()
+    last = max(range(1, 29, step))
+    assert frames[0.0] == list(range(1, last + 1)) and frames[value] == list(range(1, 29, step))
 
 
 def test_full_range_settings_apply_to_det_files_that_score_under_below(tmp_path):

@@ -179,6 +179,26 @@ def test_only_tracks_covering_min_coverage_of_their_span_are_interpolated():
     assert frames[0.81] == {1: [1, 2, 3, 6, 7, 8, 9, 10], 2: [1, 5, 9]}
 
 
+def test_only_tracks_whose_mean_score_reaches_min_track_score_are_interpolated():
+    # Both tracks are lost in frames 4-5. Track 1's rows score 0.9; track 2's (a clutter-like
+    # track) 0.5 and 0.7 in turn: mean 0.6 over its 8 rows.
+    strong = np.array(walk(1, [1, 2, 3, 6, 7, 8, 9, 10], 100, 2))
+    weak = np.array(walk(2, [1, 2, 3, 6, 7, 8, 9, 10], 300, 0))
+    weak[:, 6] = [0.5, 0.7] * 4
+    rows = np.concatenate([strong, weak])
+    frames = {
+        threshold: {i: out[out[:, 1] == i][:, 0].tolist() for i in (1, 2)}
+        for threshold in (0.0, 0.6, 0.61, 0.9, 0.91)
+        for out in [interpolate_gaps(rows, max_gap=20, min_track_score=threshold)]
+    }
+    seen = [1, 2, 3, 6, 7, 8, 9, 10]
+    assert frames[0.0] == frames[0.6] == {1: list(range(1, 11)), 2: list(range(1, 11))}
+    assert frames[0.61] == frames[0.9] == {1: list(range(1, 11)), 2: seen}
+    assert frames[0.91] == {1: seen, 2: seen}
+    filled = interpolate_gaps(rows, max_gap=20)
+    assert filled[(filled[:, 1] == 2) & (filled[:, 0] == 4), 6].tolist() == [0.5]  # the lower score of the two
+
+
 def test_detector_track_extends_tracks_offline_only(tmp_path):
     # A person walking right, detected weakly (0.4, under every start threshold) in frames 1-9,
     # then strongly: online the track starts at frame 10; extended, the results start at frame 1.
@@ -205,6 +225,8 @@ def test_extension_settings_are_checked():
         parse_config(load_config("_base_/trackers/default", ["track.extend_min_track_score=1.2"]))
     with pytest.raises(ConfigError, match=r"track\.interpolate_min_coverage: -0\.1; expected a number in \[0, 1\]$"):
         parse_config(load_config("_base_/trackers/default", ["track.interpolate_min_coverage=-0.1"]))
+    with pytest.raises(ConfigError, match=r"track\.interpolate_min_track_score: 1\.5; expected a number in \[0, 1\]$"):
+        parse_config(load_config("_base_/trackers/default", ["track.interpolate_min_track_score=1.5"]))
     with pytest.raises(ConfigError, match=r"track\.extend_max_miss: -1; expected a number >= 0$"):
         parse_config(load_config("_base_/trackers/default", ["track.extend_max_miss=-1"]))
     with pytest.raises(ConfigError, match=r"track\.extend_min_iou: 1\.5; expected a number in \(0, 1\]$"):
