@@ -224,8 +224,8 @@ class TrackConfig:
         """The keyword arguments of ``detector.tracking.track_sequence`` these settings give: the
         offline clean-up (backfill, joining, extension, interpolation) and the video's trail."""
         keys = ("interpolate", "interpolate_max_gap", "interpolate_min_coverage", "interpolate_min_track_score",
-                "backfill", "link_max_gap",
-                "link_min_iou", "extend_max_miss", "extend_min_iou", "extend_min_track_score", "trail")  # fmt: skip
+                "backfill", "link_max_gap", "link_min_iou", "extend_max_miss", "extend_min_iou",
+                "extend_min_track_score", "trail")  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
 
