@@ -70,11 +70,11 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: allowed); the next two extend only tracks whose mean score reaches one of the default's own
 #: thresholds (``track.extend_min_track_score``); the next two fill gaps only in tracks whose
 #: mean score reaches one of them (``track.interpolate_min_track_score``); the next eight fill
-#: gaps only in tracks covering 30 % or 50 % of their span (``track.interpolate_min_coverage``), take the score
-#: thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or both; the last
-#: two take those thresholds only for detections that can score under 0.5 (a detector's whole
-#: range, ``track.full_range``), keeping the default's for files cut at 0.5. No number here was
-#: tuned; the selection chooses among the listed values.
+#: gaps only in tracks covering 30 % or 50 % of their span (``track.interpolate_min_coverage``),
+#: take the score thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or
+#: both; the last two take those thresholds only for detections that can score under 0.5 (a
+#: detector's whole range, ``track.full_range``), keeping the default's for files cut at 0.5. No
+#: number here was tuned; the selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.

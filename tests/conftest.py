@@ -27,3 +27,16 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def configs_dir() -> Path:
     return REPO / "configs"
+
+
+def write_sequence(tmp_path: Path, scores: dict[int, float], length: int) -> tuple[Path, Path]:
+    """A MOT sequence folder without images of ``length`` frames and a det file: per frame in
+    ``scores``, one 40 x 100 px person 2 px/frame to the right of x = 100 at that score."""
+    det_file = tmp_path / "det.txt"
+    det_file.write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,{score}\n" for f, score in scores.items()))
+    seq = tmp_path / "SEQ"
+    seq.mkdir()
+    (seq / "seqinfo.ini").write_text(
+        f"[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength={length}\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
+    )
+    return seq, det_file

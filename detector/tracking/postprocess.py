@@ -37,8 +37,8 @@ def interpolate_gaps(
         gap = by_id[1:, 0] - by_id[:-1, 0]
         _, starts, counts = np.unique(by_id[:, 1], return_index=True, return_counts=True)
         spans = by_id[starts + counts - 1, 0] - by_id[starts, 0] + 1  # rows are sorted by frame within an id
-        mean_scores = np.add.reduceat(by_id[:, 6], starts) / counts
-        filled = np.repeat((counts / spans >= min_coverage) & (mean_scores >= min_track_score), counts)[:-1]
+        filled = (counts / spans >= min_coverage) & (_track_mean_scores(by_id) >= min_track_score)
+        filled = np.repeat(filled, counts)[:-1]
         for i in np.flatnonzero(same & filled & (gap > 1) & (gap <= max_gap)):
             before, after = by_id[i], by_id[i + 1]
             steps = np.arange(1, int(gap[i]))[:, None] / gap[i]
@@ -48,6 +48,12 @@ def interpolate_gaps(
             added.append(np.column_stack([frames, np.full(len(frames), before[1]), boxes, np.full(len(frames), score)]))
     out = np.concatenate([rows, *added]) if added else rows
     return out[np.lexsort((out[:, 1], out[:, 0]))]
+
+
+def _track_mean_scores(rows: np.ndarray) -> np.ndarray:
+    """``[T]`` mean score of each track's rows, tracks in ascending id order (as ``np.unique``)."""
+    inverse = np.unique(rows[:, 1], return_inverse=True)[1]
+    return np.bincount(inverse, weights=rows[:, 6]) / np.bincount(inverse)
 
 
 def _track_ends(rows: np.ndarray, fit_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -138,8 +144,7 @@ def extend_tracks(
     shown = {frame: list(own[:, 2:6]) for frame, own in group_by_frame(rows).items()}
     first, last = min(by_frame), max(by_frame)
     ids, frames, boxes, velocities = _track_ends(rows, fit_frames)
-    inverse = np.unique(rows[:, 1], return_inverse=True)[1]
-    mean_scores = np.bincount(inverse, weights=rows[:, 6]) / np.bincount(inverse)
+    mean_scores = _track_mean_scores(rows)
     added = []
     for t, track_id in enumerate(ids.tolist()):
         if mean_scores[t] < min_track_score:

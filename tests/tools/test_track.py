@@ -8,7 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, shared_dir
+from conftest import REPO, shared_dir, write_sequence
 
 TUD = shared_dir() / "data" / "mot" / "TUD-Campus"
 pytestmark = pytest.mark.slow  # each case starts the tool (torch import included)
@@ -118,18 +118,6 @@ def test_split_tracks_are_joined_as_the_track_settings_say(tmp_path):
     assert len(ids[0]) == 2 and ids[60] == {1.0}
 
 
-def write_walk(tmp_path, frames, score, length=30):
-    """A MOT sequence folder without images and its det file: one 40 x 100 px box walking 2 px per
-    frame to the right, detected in ``frames`` at ``score``."""
-    seq = tmp_path / "SEQ"
-    (seq / "det").mkdir(parents=True)
-    (seq / "seqinfo.ini").write_text(
-        f"[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength={length}\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
-    )
-    (seq / "det" / "det.txt").write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,{score}\n" for f in frames))
-    return seq
-
-
 @pytest.mark.parametrize(
     ("step", "score", "key", "value"),
     [
@@ -142,11 +130,11 @@ def write_walk(tmp_path, frames, score, length=30):
     ],
 )
 def test_gaps_are_filled_only_in_tracks_the_settings_allow(tmp_path, step, score, key, value):
-    seq = write_walk(tmp_path, range(1, 29, step), score)
+    seq, det_file = write_sequence(tmp_path, {f: score for f in range(1, 29, step)}, 30)
     frames = {}
     for setting in (0.0, value):
         out = tmp_path / f"out{setting}"
-        result = track(seq, "--dets", seq / "det" / "det.txt", "--out", out, "--no-video", "--set",
+        result = track(seq, "--dets", det_file, "--out", out, "--no-video", "--set",
                        f"{key}={setting}", "track.full_range.below=0.6")  # fmt: skip
         assert result.returncode == 0, result.stderr
         frames[setting] = np.loadtxt(out / "results.txt", delimiter=",", ndmin=2)[:, 0].tolist()

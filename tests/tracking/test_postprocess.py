@@ -4,6 +4,7 @@ trajectories, and both through ``detector track``'s pipeline."""
 
 import numpy as np
 import pytest
+from conftest import write_sequence
 
 from detector.config import load_config
 from detector.config_sections import parse_config
@@ -17,19 +18,6 @@ from detector.tracking.tracker import ByteTracker
 def walk(track_id, frames, x0, vx, y=100.0, w=40.0, h=100.0):
     """MOT rows of a box of w x h px moving vx px/frame from x0 at frame 0."""
     return [[f, track_id, x0 + vx * f, y, w, h, 0.9] for f in frames]
-
-
-def write_sequence(tmp_path, scores, length):
-    """A MOT sequence folder without images of ``length`` frames and a det file: per frame in
-    ``scores``, one 40 x 100 px person 2 px/frame to the right of x = 100 at that score."""
-    det_file = tmp_path / "det.txt"
-    det_file.write_text("".join(f"{f},-1,{100 + 2 * f},100,40,100,{score}\n" for f, score in scores.items()))
-    seq = tmp_path / "SEQ"
-    seq.mkdir()
-    (seq / "seqinfo.ini").write_text(
-        f"[Sequence]\nname=SEQ\nimDir=img1\nframeRate=30\nseqLength={length}\nimWidth=640\nimHeight=480\nimExt=.jpg\n"
-    )
-    return seq, det_file
 
 
 def ids_by_frame(rows, frame):
