@@ -33,7 +33,47 @@ def centre_distance_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarr
     return np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2) / diagonal[:, None]
 
 
-COSTS = {"iou": iou_cost, "giou": giou_cost, "centre": centre_distance_cost}
+def height_iou(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+    """``[T, N]`` the boxes' vertical overlap over their vertical extent together, in [0, 1]
+    (Hybrid-SORT's height IoU): low for people at different depths, whose feet and heads are at
+    different heights, and for a box on half a person."""
+    a = np.asarray(tracks, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+    overlap = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    extent = np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])
+    return np.divide(overlap.clip(0), extent, out=np.zeros_like(overlap), where=extent > 0)
+
+
+def height_modulated_iou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+    """``1 - HMIoU``, Hybrid-SORT's height-modulated IoU (Yang et al., 2024): IoU times
+    ``height_iou``, so that people at different depths overlap less than their IoU says."""
+    return 1.0 - height_iou(tracks, detections) * box_iou(tracks, detections)
+
+
+COSTS = {"iou": iou_cost, "giou": giou_cost, "centre": centre_distance_cost, "hmiou": height_modulated_iou_cost}
+
+
+def shape_similarity(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+    """``[T, N]`` BoostTrack's shape similarity ``exp(-(|dw| / max w + |dh| / max h))`` in (0, 1]:
+    1 for boxes of equal width and height wherever they are (the corrected form, each side over
+    its own larger value)."""
+    a = np.asarray(tracks, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+    sizes_a, sizes_b = a[:, None, 2:] - a[:, None, :2], b[None, :, 2:] - b[None, :, :2]  # [T, 1, 2], [1, N, 2]
+    relative = np.abs(sizes_a - sizes_b) / np.maximum(np.maximum(sizes_a, sizes_b), 1e-9)
+    return np.exp(-relative.sum(axis=2))
+
+
+def mahalanobis_similarity(distance: np.ndarray, limit: float) -> np.ndarray:
+    """``[T, N]`` BoostTrack's Mahalanobis similarity from squared distances ``distance`` ``[T, N]``:
+    for each track a softmax over the detections of ``limit - distance``, 0 where the distance is
+    beyond ``limit`` (those detections still count, as ``exp(0)``, in the softmax's sum)."""
+    closeness = limit - np.minimum(np.asarray(distance, dtype=np.float64), limit)
+    if closeness.size == 0:
+        return closeness
+    weights = np.exp(closeness - closeness.max(axis=1, keepdims=True))  # the softmax without overflow
+    similarity = weights / weights.sum(axis=1, keepdims=True)
+    return np.where(distance > limit, 0.0, similarity)
 
 
 def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from detector.tracking.appearance import ReID, TorchReID, cosine_distance
 from detector.tracking.camera_motion import CAMERA_MOTION_METHODS, CameraMotion
 from detector.tracking.geometry import box_iou
 from detector.tracking.kalman import CHI2_95, CHI2_99, KalmanFilter, KalmanFilterXYWH
-from detector.tracking.matching import COSTS, linear_assignment
+from detector.tracking.matching import COSTS, linear_assignment, mahalanobis_similarity, shape_similarity
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 KALMAN_FILTERS = {"xyah": KalmanFilter, "xywh": KalmanFilterXYWH}
@@ -73,8 +73,9 @@ class ByteTracker:
     BoT-SORT's and BoostTrack's ideas as options (all off by default).
 
     Each frame: (1) confirmed and lost tracks are matched to detections scoring at least
-    ``high_threshold`` (cost ``cost`` (``iou``, ``giou`` or ``centre``), times the detection score
-    when ``fuse_score``; pairs costing more than ``match_threshold`` never match); (2) confirmed
+    ``high_threshold`` (cost ``cost`` (``iou``, ``giou``, ``centre`` or ``hmiou``, Hybrid-SORT's
+    height-modulated IoU), times the detection score when ``fuse_score``; pairs costing more than
+    ``match_threshold`` never match); (2) confirmed
     tracks still unmatched are matched to detections scoring in ``[low_threshold, high_threshold)``
     (IoU cost, ``second_match_threshold``; lost ones too with ``low_score_recovery``), which
     keeps people through partial occlusions;
@@ -110,8 +111,17 @@ class ByteTracker:
     (its DLO boost; published 0.65); ``boost_unlikely`` raises a detection that scores below the
     start threshold, lies beyond the chi-square 99 % Mahalanobis distance (4 dof) of every
     confirmed or lost track and overlaps (IoU > 0.3) no stronger such detection to that
-    threshold (its DUO boost: someone nobody follows yet). ``low_score_recovery``: stage 2 also
-    offers weak detections to lost tracks, which ByteTrack keeps for confirmed ones.
+    threshold (its DUO boost: someone nobody follows yet). Its similarity boosts add to the
+    similarity of stages 1 and 3 (subtract from the cost) ``boost_iou`` times ``c`` times the IoU,
+    ``boost_shape`` times ``c`` times the shape similarity (``shape_similarity``) and
+    ``boost_mahalanobis`` times the Mahalanobis similarity (``mahalanobis_similarity``, the
+    filter's full innovation covariance, limit the chi-square 99 % quantile), where ``c`` is the
+    detection's score times the track's confidence, ``0.9 ** missed frames``, or for a track
+    started fewer than 7 frames ago ``0.9 ** (7 - its age)`` (published 0.5, 0.25, 0.25). Only
+    pairs the motion cost allows can match, and an unmatched pair still costs the stage's
+    threshold (ByteTrack's assignment; with the direction or appearance terms, OC-SORT's: every
+    allowed pair is worth matching). ``low_score_recovery``: stage 2 also offers weak detections
+    to lost tracks, which ByteTrack keeps for confirmed ones.
     """
 
     def __init__(
@@ -145,6 +155,9 @@ class ByteTracker:
         embedding_momentum: float = 0.9,
         boost_likely: float = 0.0,
         boost_unlikely: bool = False,
+        boost_iou: float = 0.0,
+        boost_mahalanobis: float = 0.0,
+        boost_shape: float = 0.0,
         low_score_recovery: bool = False,
     ) -> None:
         if not 0.0 <= low_threshold <= high_threshold <= 1.0:
@@ -168,7 +181,8 @@ class ByteTracker:
                 f"got {min_hits}, {max_age}, {frame_rate}, {direction_delta_t}"
             )
         for name, value in (("appearance_weight", appearance_weight), ("embedding_momentum", embedding_momentum),
-                            ("boost_likely", boost_likely)):  # fmt: skip
+                            ("boost_likely", boost_likely), ("boost_iou", boost_iou),
+                            ("boost_mahalanobis", boost_mahalanobis), ("boost_shape", boost_shape)):  # fmt: skip
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"tracker.{name}: {value}; expected a number in [0, 1]")
         self.high_threshold = float(high_threshold)
@@ -199,11 +213,12 @@ class ByteTracker:
         self.embedding_momentum = float(embedding_momentum)
         self.boost_likely = float(boost_likely)
         self.boost_unlikely = bool(boost_unlikely)
+        self.similarity_boosts = (float(boost_iou), float(boost_mahalanobis), float(boost_shape))
         self.low_score_recovery = bool(low_score_recovery)
         self.reset()
 
     _ARRAYS = ("mean", "cov", "ids", "state", "hits", "missed", "scores", "labels", "det_boxes", "obs_boxes",
-               "obs_frames", "obs_mean", "obs_cov", "velocity", "embeddings", "early")  # fmt: skip
+               "obs_frames", "obs_mean", "obs_cov", "velocity", "embeddings", "early", "born")  # fmt: skip
 
     def reset(self) -> None:
         """Forget every track and restart ids at 1 (a new sequence)."""
@@ -215,6 +230,7 @@ class ByteTracker:
         self.state = np.zeros(0, np.int64)
         self.hits = np.zeros(0, np.int64)
         self.missed = np.zeros(0, np.int64)  # frames since the last match
+        self.born = np.zeros(0, np.int64)  # the frame a track started
         self.scores = np.zeros(0)
         self.labels = np.zeros(0, np.int64)
         self.det_boxes = np.zeros((0, 4))  # the last matched detection (the last observation)
@@ -262,13 +278,15 @@ class ByteTracker:
         if len(tracks) == 0 or len(dets) == 0:
             return tracks[:0], dets[:0], tracks, dets
         cost = self._costs(tracks, boxes[dets], scores[dets], labels[dets], kind, fuse)
-        if kind == "custom" and (self.direction_weight > 0 or features is not None):
+        if kind == "custom" and (self.direction_weight > 0 or features is not None or any(self.similarity_boosts)):
             # The motion cost decides which pairs may match; the extra terms only rank them.
             allowed = cost <= threshold
             if self.direction_weight > 0:
                 previous, has_previous = self._previous_observation(tracks)
                 consistency = direction_consistency(previous, has_previous, self.velocity[tracks], boxes[dets])
                 cost = cost - self.direction_weight * consistency * scores[dets][None, :]
+            if any(self.similarity_boosts):
+                cost = cost - self._similarity_boost(tracks, boxes[dets], scores[dets])
             if features is not None and self.embeddings.shape[1]:
                 known = np.linalg.norm(self.embeddings[tracks], axis=1) > 0
                 distance = cosine_distance(self.embeddings[tracks], features[dets])
@@ -276,7 +294,11 @@ class ByteTracker:
                 blended = (1.0 - self.appearance_weight) * cost + self.appearance_weight * distance
                 cost = np.where(known[:, None], blended, cost)
             cost = np.where(allowed, cost, np.inf)
-            threshold = threshold + 1.0  # every allowed pair is worth matching
+            if self.direction_weight > 0 or features is not None:
+                # These terms can raise a cost past the threshold: every allowed pair is worth
+                # matching (OC-SORT's assignment, which maximises the matches). The similarity
+                # boosts only lower costs, so alone they keep ByteTrack's threshold.
+                threshold = threshold + 1.0
         matches, free_tracks, free_dets = linear_assignment(cost, threshold)
         return tracks[matches[:, 0]], dets[matches[:, 1]], tracks[free_tracks], dets[free_dets]
 
@@ -288,6 +310,20 @@ class ByteTracker:
         column = np.where(recent.any(axis=1), recent.argmax(axis=1), self.delta_t - 1)
         rows = np.arange(len(tracks))
         return self.obs_boxes[tracks][rows, column], frames[rows, column] >= 0
+
+    def _similarity_boost(self, tracks: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """``[T, N]`` BoostTrack's similarity boosts (see the class docstring) of track rows
+        ``tracks`` and detections ``boxes`` ``[N, 4]`` with ``scores`` ``[N]``."""
+        boost_iou, boost_mahalanobis, boost_shape = self.similarity_boosts
+        predicted = self._predicted_boxes[tracks]
+        age = self.frame - self.born[tracks]
+        track_confidence = np.where(age < 7, 0.9 ** (7 - age), 0.9 ** self.missed[tracks])
+        confidence = track_confidence[:, None] * scores[None, :]
+        boost = confidence * (boost_iou * box_iou(predicted, boxes) + boost_shape * shape_similarity(predicted, boxes))
+        if boost_mahalanobis > 0:
+            distance = self.kalman.gating_distance(self.mean[tracks], self.cov[tracks], self.kalman.from_xyxy(boxes))
+            boost = boost + boost_mahalanobis * mahalanobis_similarity(distance, CHI2_99[4])
+        return boost
 
     def _boosted_scores(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``scores`` ``[N]`` of ``boxes`` ``[N, 4]`` with BoostTrack's boosts (see the class
@@ -497,7 +533,8 @@ class ByteTracker:
         obs_frames[:, -1] = self.frame
         new = {
             "mean": mean, "cov": cov, "ids": np.zeros(n, np.int64), "state": np.full(n, TENTATIVE),
-            "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "scores": scores[dets],
+            "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "born": np.full(n, self.frame),
+            "scores": scores[dets],
             "labels": labels[dets], "det_boxes": boxes[dets], "obs_boxes": obs_boxes, "obs_frames": obs_frames,
             "obs_mean": mean, "obs_cov": cov, "velocity": np.zeros((n, 2)),
             "early": np.zeros((n, self.min_hits - 1, 5)),

@@ -1,4 +1,4 @@
-"""BoostTrack's detection-confidence boosts and the recovery of lost tracks by weak detections,
+"""BoostTrack's detection-confidence and similarity boosts and the recovery of lost tracks by weak detections,
 on hand-made scenes (BoT-SORT's thresholds: detections lead from 0.6, start tracks from 0.7)."""
 
 import numpy as np
@@ -81,6 +81,21 @@ def test_boosts_leave_other_classes_alone():
 def test_boost_settings_are_checked():
     with pytest.raises(ConfigError, match="boost_likely"):
         BotSortTracker(boost_likely=1.5)
+    with pytest.raises(ConfigError, match=r"tracker.boost_shape: -0.25; expected a number in \[0, 1\]"):
+        BotSortTracker(boost_shape=-0.25)
+
+
+def test_similarity_boosts_trust_a_long_followed_track_over_a_new_one():
+    """A detection between two people, nearer the one seen for two frames than the one seen for
+    nine: by IoU alone it goes to the new track, with the similarity boosts to the old one (the
+    new track's confidence is 0.9 ** 5)."""
+    old, new, between = box(30, 20, 20, 40), box(10, 20, 20, 40), box(19, 20, 20, 40)
+    for boosts, expected in (((0, 0, 0), 2), ((0.5, 0.25, 0.25), 1), ((0.5, 0, 0), 2), ((0, 0, 0.25), 1)):
+        tracker = BotSortTracker(boost_iou=boosts[0], boost_mahalanobis=boosts[1], boost_shape=boosts[2])
+        for frame in range(1, 10):
+            tracks = step(tracker, [old, new][: 1 + (frame >= 8)], [0.9] * (1 + (frame >= 8)))
+        assert tracks.ids.tolist() == [1, 2]
+        assert step(tracker, [between], [0.9]).ids.tolist() == [expected], boosts
 
 
 def test_the_unlikely_boost_starts_tracks_when_nobody_is_followed():

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from detector.tracking.geometry import box_iou
-from detector.tracking.matching import centre_distance_cost, giou_cost, iou_cost, linear_assignment
+from detector.tracking.kalman import CHI2_99
+from detector.tracking.matching import (
+    centre_distance_cost,
+    giou_cost,
+    height_modulated_iou_cost,
+    iou_cost,
+    linear_assignment,
+    mahalanobis_similarity,
+    shape_similarity,
+)
 
 
 def test_iou_and_costs_by_hand():
@@ -18,6 +27,30 @@ def test_iou_and_costs_by_hand():
         centre_distance_cost(a[:1], b), [[5 / np.hypot(10, 10), 20 * np.sqrt(2) / np.hypot(10, 10), 0]]
     )
     assert box_iou(np.zeros((0, 4)), b).shape == (0, 3) and box_iou(a, np.zeros((0, 4))).shape == (2, 0)
+
+
+def test_height_modulated_iou_by_hand():
+    a = np.array([[0, 0, 10, 20]], float)
+    # Half the height shared: IoU 100 / 300, height IoU 10 / 30.
+    b = np.array([[0, 10, 10, 30], [0, 0, 10, 20], [0, 25, 10, 45], [20, 0, 30, 20]], float)
+    np.testing.assert_allclose(height_modulated_iou_cost(a, b), [[1 - 1 / 9, 0, 1, 1]])
+    # Overlapping side by side at one height: the IoU (100 / 300); a half-height box inside the
+    # first's height (a farther person): its IoU 50 / 250 times its height IoU 10 / 20.
+    c = np.array([[5, 0, 15, 20], [5, 5, 15, 15]], float)
+    np.testing.assert_allclose(height_modulated_iou_cost(a, c), [[1 - 1 / 3, 1 - 0.2 * 0.5]])
+
+
+def test_shape_and_mahalanobis_similarity_by_hand():
+    a = np.array([[0, 0, 10, 20]], float)
+    b = np.array([[100, 100, 110, 120], [0, 0, 5, 20], [0, 0, 20, 10]], float)
+    # Equal sizes anywhere: 1; half the width: exp(-0.5); width doubled, height halved: exp(-1).
+    np.testing.assert_allclose(shape_similarity(a, b), [[1, np.exp(-0.5), np.exp(-1.0)]])
+    limit = CHI2_99[4]
+    distance = np.array([[limit - 1, limit, limit + 5], [0.0, 2.0, 50.0]])
+    e, L = np.e, limit
+    expected = [[e / (e + 2), 1 / (e + 2), 0], [e**L / (e**L + e ** (L - 2) + 1), 1 / (1 + e**2 + e ** -(L - 2)), 0]]
+    np.testing.assert_allclose(mahalanobis_similarity(distance, limit), expected)
+    assert mahalanobis_similarity(np.zeros((2, 0)), limit).shape == (2, 0)
 
 
 def test_assignment_is_optimal_on_rectangular_matrices():

@@ -121,7 +121,7 @@ def test_tracks_follow_moving_boxes_closely(tracker_type):
 def test_bad_settings_and_inputs():
     with pytest.raises(ConfigError, match=r"low_threshold <= high_threshold"):
         ByteTracker(low_threshold=0.7, high_threshold=0.5)
-    with pytest.raises(ConfigError, match=r"tracker.cost: expected one of iou, giou, centre, got 'l2'"):
+    with pytest.raises(ConfigError, match=r"tracker.cost: expected one of iou, giou, centre, hmiou, got 'l2'"):
         ByteTracker(cost="l2")
     with pytest.raises(ValueError, match="2 boxes, 1 scores"):
         ByteTracker().update(np.zeros((2, 4)), np.zeros(1))
@@ -212,3 +212,25 @@ def test_the_default_tracker_keeps_a_lost_person_60_frames_botsort_30():
     for tracker, same_id in ((default, True), (botsort, False)):
         seen = run(tracker, [still] * 3 + [[]] * 45 + [still] * 3)
         assert list(seen[2]) == [1] and (list(seen[-1]) == [1]) == same_id, seen[-1]
+
+
+@pytest.mark.parametrize("cost", ["iou", "hmiou"])
+def test_height_modulated_iou_gives_a_box_to_the_person_of_its_height(cost):
+    """A tall person (id 1) and a short one (id 2) standing where the tall one's lower half is:
+    a short box between them overlaps the tall one more (IoU 0.5 against 0.43) but the short one
+    over its whole height (height IoU 1 against 0.5)."""
+    tall, short = [10, 0, 30, 80], [18, 40, 38, 80]
+    seen = run(BotSortTracker(cost=cost), [[(tall, 0.9), (short, 0.9)]] * 5 + [[([10, 40, 30, 80], 0.9)]])
+    assert sorted(seen[-2]) == [1, 2]
+    assert list(seen[-1]) == [1 if cost == "iou" else 2]
+
+
+@pytest.mark.parametrize("cost", ["iou", "hmiou"])
+def test_height_modulated_iou_is_a_stricter_gate(cost):
+    """The lower 3/8 of a tracked person's box: IoU 0.375 times the score 0.9 passes the 0.2 a
+    match needs; the height-modulated IoU, 0.375 squared times 0.9, does not (the track is lost,
+    and the box starts a tentative one)."""
+    tracker = BotSortTracker(cost=cost)
+    seen = run(tracker, [[([10, 0, 30, 80], 0.9)]] * 5 + [[([10, 50, 30, 80], 0.9)]])
+    assert list(seen[-1]) == ([1] if cost == "iou" else [])
+    assert tracker.num_tracks == (1 if cost == "iou" else 2)
