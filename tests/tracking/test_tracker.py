@@ -1,6 +1,8 @@
 """The trackers on synthetic scenes: ids survive crossings and occlusions, weak detections keep
 tracks alive, the life cycle follows its settings. Scenes every tracker must pass run for each
-registered one."""
+registered one and for BoT-SORT with the height-modulated IoU or the similarity boosts."""
+
+import functools
 
 import numpy as np
 import pytest
@@ -10,7 +12,13 @@ from detector.registry import TRACKERS
 from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker
 
-ALL_TRACKERS = pytest.mark.parametrize("tracker_type", [ByteTracker, OCSortTracker, BotSortTracker])
+# The registered trackers, and BoT-SORT with Hybrid-SORT's cost or BoostTrack's similarity boosts.
+ALL_TRACKERS = pytest.mark.parametrize(
+    "tracker_type",
+    [ByteTracker, OCSortTracker, BotSortTracker, functools.partial(BotSortTracker, cost="hmiou"),
+     functools.partial(BotSortTracker, boost_iou=0.5, boost_mahalanobis=0.25, boost_shape=0.25)],
+    ids=["ByteTracker", "OCSortTracker", "BotSortTracker", "hmiou", "similarity_boosts"],
+)  # fmt: skip
 
 
 def box(cx, cy, w, h):
