@@ -1,7 +1,9 @@
-"""Association costs between tracks and detections, and Hungarian assignment with a threshold.
+"""Association costs and similarities between tracks and detections, and Hungarian assignment
+with a threshold.
 
-Boxes are ``[N, 4]`` x1, y1, x2, y2 pixels (numpy). Costs are ``[tracks, detections]``; lower is
-better; a pair whose cost is above the threshold is never matched.
+Boxes are ``[N, 4]`` x1, y1, x2, y2 pixels (numpy). Costs and similarities are ``[tracks,
+detections]``; a lower cost, a higher similarity is better; a pair whose cost is above the
+threshold is never matched.
 """
 
 from __future__ import annotations

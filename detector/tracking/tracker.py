@@ -278,7 +278,9 @@ class ByteTracker:
         if len(tracks) == 0 or len(dets) == 0:
             return tracks[:0], dets[:0], tracks, dets
         cost = self._costs(tracks, boxes[dets], scores[dets], labels[dets], kind, fuse)
-        if kind == "custom" and (self.direction_weight > 0 or features is not None or any(self.similarity_boosts)):
+        # The direction and appearance terms can raise a cost past the threshold; the boosts only lower it.
+        can_raise = self.direction_weight > 0 or features is not None
+        if kind == "custom" and (can_raise or any(self.similarity_boosts)):
             # The motion cost decides which pairs may match; the extra terms only rank them.
             allowed = cost <= threshold
             if self.direction_weight > 0:
@@ -294,10 +296,9 @@ class ByteTracker:
                 blended = (1.0 - self.appearance_weight) * cost + self.appearance_weight * distance
                 cost = np.where(known[:, None], blended, cost)
             cost = np.where(allowed, cost, np.inf)
-            if self.direction_weight > 0 or features is not None:
-                # These terms can raise a cost past the threshold: every allowed pair is worth
-                # matching (OC-SORT's assignment, which maximises the matches). The similarity
-                # boosts only lower costs, so alone they keep ByteTrack's threshold.
+            if can_raise:
+                # Every allowed pair is worth matching (OC-SORT's assignment, which maximises the
+                # matches); the boosts alone keep ByteTrack's threshold as the cost of no match.
                 threshold = threshold + 1.0
         matches, free_tracks, free_dets = linear_assignment(cost, threshold)
         return tracks[matches[:, 0]], dets[matches[:, 1]], tracks[free_tracks], dets[free_dets]
@@ -534,9 +535,8 @@ class ByteTracker:
         new = {
             "mean": mean, "cov": cov, "ids": np.zeros(n, np.int64), "state": np.full(n, TENTATIVE),
             "hits": np.ones(n, np.int64), "missed": np.zeros(n, np.int64), "born": np.full(n, self.frame),
-            "scores": scores[dets],
-            "labels": labels[dets], "det_boxes": boxes[dets], "obs_boxes": obs_boxes, "obs_frames": obs_frames,
-            "obs_mean": mean, "obs_cov": cov, "velocity": np.zeros((n, 2)),
+            "scores": scores[dets], "labels": labels[dets], "det_boxes": boxes[dets], "obs_boxes": obs_boxes,
+            "obs_frames": obs_frames, "obs_mean": mean, "obs_cov": cov, "velocity": np.zeros((n, 2)),
             "early": np.zeros((n, self.min_hits - 1, 5)),
         }  # fmt: skip
         if self.min_hits > 1:

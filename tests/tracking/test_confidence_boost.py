@@ -1,5 +1,6 @@
-"""BoostTrack's detection-confidence and similarity boosts and the recovery of lost tracks by weak detections,
-on hand-made scenes (BoT-SORT's thresholds: detections lead from 0.6, start tracks from 0.7)."""
+"""BoostTrack's detection-confidence and similarity boosts and the recovery of lost tracks by
+weak detections, on hand-made scenes (BoT-SORT's thresholds: detections lead from 0.6, start
+tracks from 0.7)."""
 
 import numpy as np
 import pytest
