@@ -119,9 +119,9 @@ class KalmanFilter:
     def project(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predicted measurement ``[N, 4]`` and its covariance ``[N, 4, 4]`` (with measurement noise)."""
         std = self._std(mean, self.std_weight_position, 0.0, 1e-1)[:, :4]
-        projected = mean @ self.observation.T
-        cov = self.observation @ covariance @ self.observation.T + _diag(std**2)
-        return projected, cov
+        # The measurement is the state's first four entries (``observation``): H x and H P H^T
+        # are slices, cheaper than the batched products for the few tracks of a frame.
+        return mean[:, :4].copy(), covariance[:, :4, :4] + _diag(std**2)
 
     def update(
         self, mean: np.ndarray, covariance: np.ndarray, measurements: np.ndarray
@@ -130,7 +130,7 @@ class KalmanFilter:
         if len(mean) == 0:
             return mean, covariance
         projected, s = self.project(mean, covariance)
-        ph_t = covariance @ self.observation.T  # [N, 8, 4]
+        ph_t = covariance[:, :, :4]  # [N, 8, 4]: P H^T, H being the first four entries
         # K = P H^T S^-1, solved rather than inverted (S is symmetric positive definite).
         gain = np.linalg.solve(s, ph_t.transpose(0, 2, 1)).transpose(0, 2, 1)
         innovation = np.asarray(measurements, dtype=np.float64).reshape(-1, 4) - projected
