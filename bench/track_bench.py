@@ -74,18 +74,19 @@ OFFLINE_GAP = TrackConfig().interpolate_max_gap  # frames: ByteTrack's 20, as `d
 #: take the score thresholds that supervision's ByteTrack and Ultralytics' trackers ship with, or
 #: both; the last two take those thresholds only for detections that can score under 0.5 (a
 #: detector's whole range, ``track.full_range``), keeping the default's for files cut at 0.5; the
-#: last four are the default as packaged and with Hybrid-SORT's height-modulated IoU (Yang et al.,
-#: 2024), BoostTrack's similarity boosts at their published weights, or both. No number here was
-#: tuned; the selection chooses among the listed values.
+#: last four are the default as packaged (with Hybrid-SORT's height-modulated IoU, Yang et al.,
+#: 2024, and BoostTrack's similarity boosts at their published weights) and without one, the
+#: other or both. No number here was tuned; the selection chooses among the listed values.
 OC_IDEAS = ["track.tracker.observation_update=true", "track.tracker.direction_weight=0.2",
             "track.tracker.observation_recovery=true"]  # fmt: skip
 #: BoostTrack's published DLO coefficient and its DUO boost; stage 2 offered to lost tracks too.
 BOOSTS = ["track.tracker.boost_likely=0.65", "track.tracker.boost_unlikely=true"]
 RECOVERY = ["track.tracker.low_score_recovery=true"]
-#: Hybrid-SORT's association cost (stages 1 and 3), and BoostTrack's published similarity weights.
-HMIOU = ["track.tracker.cost=hmiou"]
-SIMILARITY_BOOSTS = ["track.tracker.boost_iou=0.5", "track.tracker.boost_mahalanobis=0.25",
-                     "track.tracker.boost_shape=0.25"]  # fmt: skip
+#: The default without Hybrid-SORT's association cost (stages 1 and 3), and without BoostTrack's
+#: similarity boosts (its published weights in default.yaml).
+IOU = ["track.tracker.cost=iou"]
+NO_SIMILARITY_BOOSTS = ["track.tracker.boost_iou=0", "track.tracker.boost_mahalanobis=0",
+                        "track.tracker.boost_shape=0"]  # fmt: skip
 #: The score thresholds supervision's ByteTrack and Ultralytics' trackers ship with, for every
 #: detection (no other thresholds for a detector's whole score range: ``track.full_range``).
 THRESHOLDS = {
@@ -160,12 +161,12 @@ CANDIDATES = {
         for name, thresholds in THRESHOLDS.items()
     },
     "default.yaml (as packaged)": (DEFAULT_TRACKER, []),
-    "default.yaml + Hybrid-SORT's height-modulated IoU": (DEFAULT_TRACKER, HMIOU),
-    "default.yaml + BoostTrack's similarity boosts (IoU 0.5, Mahalanobis 0.25, shape 0.25)": (
+    "default.yaml with IoU instead of Hybrid-SORT's height-modulated IoU": (DEFAULT_TRACKER, IOU),
+    "default.yaml without BoostTrack's similarity boosts (IoU 0.5, Mahalanobis 0.25, shape 0.25)": (
         DEFAULT_TRACKER,
-        SIMILARITY_BOOSTS,
+        NO_SIMILARITY_BOOSTS,
     ),
-    "default.yaml + height-modulated IoU and similarity boosts": (DEFAULT_TRACKER, [*HMIOU, *SIMILARITY_BOOSTS]),
+    "default.yaml with neither (the fifteenth session's default)": (DEFAULT_TRACKER, [*IOU, *NO_SIMILARITY_BOOSTS]),
 }
 BOXMOT = ("ByteTrack", "OcSort", "BotSort", "OccluBoost", "BoostTrack", "SFSORT", "DeepOcSort", "HybridSort")
 PEERS = ["SORT", "ByteTrack-supervision", *(f"BoxMOT-{name}" for name in BOXMOT)]

@@ -4,14 +4,20 @@ trajectories with controlled corruption. Not a benchmark itself; used by track_b
 
 Trajectories come from a real sequence's ground truth (``trajectories_from_gt``) or from
 random walkers (``random_walkers``: people entering from the sides, walking at their own speed
-and depth, some pausing or turning). Then, per frame, ``simulate``:
+and depth, some pausing or turning, seen from a camera height drawn per sequence). Then, per
+frame, ``simulate``:
 
 * occlusion: each person's visibility is the part of their box not covered by nearer people
   (nearer = feet lower in the image); below ``hidden`` (0.25) they are not detected, below 0.6
   their score is drawn low (0.15-0.55), as a detector's would be;
 * misses: a visible person is missed with probability ``miss``;
 * low scores: a detected person's score is drawn low with probability ``low_score``;
-* box noise: corners jittered by ``jitter`` of the box size (Gaussian std);
+* boxes of what is seen (version 3, ``visible_boxes``): detectors box what they see, so a partly
+  hidden person's box spans the visible part (the uncovered cells of the visibility grid) plus
+  a fraction of the hidden extent drawn uniformly in [0, 1] per detection (how much of a hidden
+  body a detector guesses varies); boxes shrink and grow in height as people pass behind others;
+* box noise: corners jittered by ``jitter`` of the box size (Gaussian std); then every detection
+  is clipped to the image (version 3), as a detector's are;
 * false positives: ``false_positives`` per frame on average (Poisson), person-shaped boxes at
   random places with Beta(2, 4) scores (mostly low, one in ten above 0.6), and ``clutter``
   static objects (a pole, a sign) detected in 80 % of the frames at 0.3-0.8;
@@ -33,7 +39,8 @@ and clutter detection is 0.5-1.0, most often near the cut (0.5 + 0.5 Beta(1, 2))
 rises with the score, as a detector's does (version 1 drew both uniformly: precision was flat,
 about 0.4, from 0.5 to 0.9).
 
-The ground truth is every person at least partly in the frame and at least 10 % visible.
+The ground truth is every person at least partly in the frame and at least 10 % visible, with
+the full box (as MOTChallenge's).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import numpy as np
 
 WIDTH, HEIGHT, FRAME_RATE = 640, 480, 25
 #: Changes whenever a sequence made with the same settings would change (track_bench.py remakes them).
-SIM_VERSION = 2
+SIM_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +69,7 @@ class Corruption:
     hidden: float = 0.25
     strays: float = 0.05
     scores: str = "modern"
+    visible_boxes: bool = True
 
 
 #: Named scenarios: each stresses one thing, ``mixed`` all of them moderately.
@@ -82,14 +90,27 @@ def trajectories_from_gt(gt: np.ndarray) -> dict[int, np.ndarray]:
 
 def random_walkers(seed: int, frames: int = 150, people: int = 14) -> dict[int, np.ndarray]:
     """``people`` walkers over ``frames`` frames of a 640 x 480 view: each enters at a random frame
-    from the left or right at a depth (feet line) with a matching height (80-300 px), walks at
-    0.5-3.5 px/frame with a little vertical drift, and may stop for a while or turn back."""
+    from the left or right at a depth (feet line, y 220-470) with a matching height, walks at
+    0.5-3.5 px/frame with a little vertical drift, and may stop for a while or turn back.
+
+    The camera's height is drawn per sequence (version 3): a person's height in the image is
+    ``view * (feet - horizon)``, 300 px at the bottom of the frame, with ``view`` (person height
+    over camera height) uniform in [0.4, 0.88]. At 0.88 the camera is just above head height
+    (heads nearly level, people 80-300 px, version 2's only view), so nearer people hide whole
+    vertical strips of farther ones; at 0.4 it is mounted at 2.5 person heights, heads spread
+    down the frame, and nearer people hide the lower part of farther ones (200-300 px)."""
     rng = np.random.default_rng(seed)
+    view = rng.uniform(0.4, 0.88)
+    horizon = 470 - 300 / view
+
+    def height_at(feet: float) -> float:
+        return view * (feet - horizon)
+
     tracks = {}
     for person in range(1, people + 1):
         start = int(rng.integers(1, max(2, frames - 30)))
         feet = rng.uniform(220, 470)
-        height = 80 + (feet - 220) / 250 * 220
+        height = height_at(feet)
         width = height * rng.uniform(0.35, 0.45)
         direction = rng.choice([-1.0, 1.0])
         x = -width + 5 if direction > 0 else WIDTH - 5
@@ -109,7 +130,7 @@ def random_walkers(seed: int, frames: int = 150, people: int = 14) -> dict[int, 
                 direction = -direction
             x += step
             feet = float(np.clip(feet + drift, 200, 478))
-            height = 80 + (feet - 220) / 250 * 220
+            height = height_at(feet)
             width = height * 0.4
             if x > WIDTH or x + width < 0:
                 if frame > start + 5:
@@ -121,10 +142,12 @@ def random_walkers(seed: int, frames: int = 150, people: int = 14) -> dict[int, 
     return tracks
 
 
-def _visibility(boxes: np.ndarray) -> np.ndarray:
+def _visibility(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Part of each ``[N, 4]`` MOT box not covered by boxes whose bottom edge is lower (nearer),
-    on a 4 px grid."""
+    on a 4 px grid, and the ``[N, 4]`` MOT box of its uncovered cells (the whole box when none is
+    covered or all are)."""
     out = np.ones(len(boxes))
+    seen = boxes.astype(float).copy()
     bottoms = boxes[:, 1] + boxes[:, 3]
     for i, (x, y, w, h) in enumerate(boxes):
         xs = np.arange(x, x + w, 4.0)[:, None]
@@ -133,8 +156,15 @@ def _visibility(boxes: np.ndarray) -> np.ndarray:
         for j in np.flatnonzero(bottoms > bottoms[i]):
             bx, by, bw, bh = boxes[j]
             covered |= (xs >= bx) & (xs < bx + bw) & (ys >= by) & (ys < by + bh)
-        out[i] = 1.0 - covered.mean() if covered.size else 1.0
-    return out
+        if not covered.size:
+            continue
+        out[i] = 1.0 - covered.mean()
+        if covered.any() and not covered.all():
+            cols, rows = np.nonzero(~covered)
+            x1, y1 = xs[cols.min(), 0], ys[0, rows.min()]
+            x2, y2 = min(xs[cols.max(), 0] + 4.0, x + w), min(ys[0, rows.max()] + 4.0, y + h)
+            seen[i] = [x1, y1, x2 - x1, y2 - y1]
+    return out, seen
 
 
 def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, out: Path, name: str) -> Path:
@@ -171,9 +201,9 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
         boxes = np.array(boxes).reshape(-1, 4)
         inside = (boxes[:, 0] < WIDTH) & (boxes[:, 0] + boxes[:, 2] > 0) & (boxes[:, 1] < HEIGHT) & (
             boxes[:, 1] + boxes[:, 3] > 0)  # fmt: skip
-        visibility = _visibility(boxes)
+        visibility, seen = _visibility(boxes)
         detected = []
-        for i, b, v, ok in zip(ids, boxes, visibility, inside, strict=True):
+        for i, b, v, ok, part in zip(ids, boxes, visibility, inside, seen, strict=True):
             if not ok or v < 0.1:
                 continue
             gt_rows.append([frame, i, *b, 1, 1, v])
@@ -183,7 +213,12 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
             if public and low and rng.random() < 0.5:
                 continue
             score = _true_score(rng, low, public)
-            noisy = b + rng.normal(0, corruption.jitter, 4) * [b[2], b[3], b[2], b[3]]
+            box = b
+            if corruption.visible_boxes and v < 1.0:
+                box = part + rng.uniform() * (b - part)
+            noisy = _clip(box + rng.normal(0, corruption.jitter, 4) * [box[2], box[3], box[2], box[3]])
+            if min(noisy[2:]) < 2:  # a sliver at the border: no detector reports it
+                continue
             det_rows.append([frame, -1, *noisy, score])
             detected.append(b)
         for k, b in enumerate(detected):
@@ -196,14 +231,18 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
                 stray = [x1, y1, max(b[0] + b[2], o[0] + o[2]) - x1, max(b[1] + b[3], o[1] + o[3]) - y1]
             else:
                 stray = [b[0], b[1], b[2], b[3] * rng.uniform(0.4, 0.6)]
-            det_rows.append([frame, -1, *stray, _false_score(rng, public)])
+            stray = _clip(np.array(stray))
+            if min(stray[2:]) >= 2:
+                det_rows.append([frame, -1, *stray, _false_score(rng, public)])
         for _ in range(rng.poisson(corruption.false_positives)):
             h = rng.uniform(60, 280)
-            det_rows.append([frame, -1, rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h,
-                             _false_score(rng, public, background=True)])  # fmt: skip
+            fp = np.array([rng.uniform(0, WIDTH - 40), rng.uniform(150, HEIGHT - h), h * 0.4, h])
+            det_rows.append([frame, -1, *_clip(fp), _false_score(rng, public, background=True)])
         for x, y, w, h in clutter:
             if rng.random() < 0.8:
-                det_rows.append([frame, -1, x + offset[0], y + offset[1], w, h, _false_score(rng, public)])
+                box = _clip(np.array([x + offset[0], y + offset[1], w, h]))
+                if min(box[2:]) >= 2:
+                    det_rows.append([frame, -1, *box, _false_score(rng, public)])
         if texture is not None:
             m = 200
             left, top = int(round(m - offset[0])), int(round(m - offset[1]))
@@ -220,6 +259,13 @@ def simulate(tracks: dict[int, np.ndarray], corruption: Corruption, seed: int, o
         f"imWidth={WIDTH}\nimHeight={HEIGHT}\nimExt=.jpg\n"
     )
     return seq
+
+
+def _clip(box: np.ndarray) -> np.ndarray:
+    """A MOT box (x, y, w, h) clipped to the image."""
+    x1, y1 = np.clip(box[:2], 0, [WIDTH, HEIGHT])
+    x2, y2 = np.clip(box[:2] + box[2:], 0, [WIDTH, HEIGHT])
+    return np.array([x1, y1, x2 - x1, y2 - y1])
 
 
 def _true_score(rng: np.random.Generator, low: bool, public: bool) -> float:
