@@ -70,7 +70,8 @@ def direction_consistency(
 @TRACKERS.register()
 class ByteTracker:
     """ByteTrack association (Zhang et al., 2022) on a SORT-style Kalman filter, with OC-SORT's,
-    BoT-SORT's and BoostTrack's ideas as options (all off by default).
+    BoT-SORT's and BoostTrack's ideas as options (all off in the constructor; the packaged
+    default.yaml, ``detector track``'s tracker, turns several on).
 
     Each frame: (1) confirmed and lost tracks are matched to detections scoring at least
     ``high_threshold`` (cost ``cost`` (``iou``, ``giou``, ``centre`` or ``hmiou``, Hybrid-SORT's
