@@ -147,7 +147,7 @@ def _visibility(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     on a 4 px grid, and the ``[N, 4]`` MOT box of its uncovered cells (the whole box when none is
     covered or all are)."""
     out = np.ones(len(boxes))
-    seen = boxes.astype(float).copy()
+    seen = boxes.astype(float)  # a copy
     bottoms = boxes[:, 1] + boxes[:, 3]
     for i, (x, y, w, h) in enumerate(boxes):
         xs = np.arange(x, x + w, 4.0)[:, None]

@@ -64,7 +64,6 @@ class KalmanFilter:
         self.std_weight_velocity = float(std_weight_velocity)
         self.motion = np.eye(8)
         self.motion[:4, 4:] = np.eye(4)  # x_{t+1} = x_t + v_t (one frame)
-        self.observation = np.eye(4, 8)
 
     #: Measurements ``[N, 4]`` of boxes ``[N, 4]`` xyxy pixels, and back (states ``[N, >=4]`` too).
     from_xyxy = staticmethod(xyxy_to_cxcyah)
@@ -119,8 +118,8 @@ class KalmanFilter:
     def project(self, mean: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predicted measurement ``[N, 4]`` and its covariance ``[N, 4, 4]`` (with measurement noise)."""
         std = self._std(mean, self.std_weight_position, 0.0, 1e-1)[:, :4]
-        # The measurement is the state's first four entries (``observation``): H x and H P H^T
-        # are slices, cheaper than the batched products for the few tracks of a frame.
+        # The measurement is the state's first four entries (H = [I 0]): H x and H P H^T are
+        # slices, cheaper than batched products for the few tracks of a frame.
         return mean[:, :4].copy(), covariance[:, :4, :4] + _diag(std**2)
 
     def update(
