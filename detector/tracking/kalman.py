@@ -55,9 +55,13 @@ class KalmanFilter:
 
     ``std_weight_position`` and ``std_weight_velocity`` scale the noise by the box height.
     ``size_velocities``: the state entries of the size's velocity, zeroed by ``freeze_size``.
+    ``noise_scales``: for each measured quantity, the state entry its noise is proportional to;
+    ``fixed_aspect``: the aspect (entry 2) gets fixed noise instead.
     """
 
     size_velocities: tuple[int, ...] = (7,)
+    noise_scales: tuple[int, ...] = (3, 3, 3, 3)  # all by the height
+    fixed_aspect = True
 
     def __init__(self, std_weight_position: float = 1.0 / 20, std_weight_velocity: float = 1.0 / 160) -> None:
         self.std_weight_position = float(std_weight_position)
@@ -69,19 +73,14 @@ class KalmanFilter:
     from_xyxy = staticmethod(xyxy_to_cxcyah)
     to_xyxy = staticmethod(cxcyah_to_xyxy)
 
-    def _position_std(self, z: np.ndarray) -> np.ndarray:
-        """Standard deviations ``[N, 4]`` per unit weight of the measured quantities of ``z``."""
-        h = z[:, 3]
-        return np.stack([h, h, np.full(len(z), np.nan), h], axis=1)
-
     def _std(self, z: np.ndarray, position: float, velocity: float, aspect: float) -> np.ndarray:
         """``[N, 8]`` noise std of states or measurements ``z``: ``position`` and ``velocity`` times
-        ``_position_std``; an aspect (NaN there) gets fixed noise, ``aspect`` and a thousandth of
-        it on its rate."""
-        base = self._position_std(z)
+        the sizes ``noise_scales``; with ``fixed_aspect``, ``aspect`` and a thousandth of it on its rate."""
+        base = z[:, self.noise_scales]
         std = np.concatenate([position * base, velocity * base], axis=1)
-        std[:, 2] = np.where(np.isnan(std[:, 2]), aspect, std[:, 2])
-        std[:, 6] = np.where(np.isnan(std[:, 6]), aspect * 1e-3, std[:, 6])
+        if self.fixed_aspect:
+            std[:, 2] = aspect
+            std[:, 6] = aspect * 1e-3
         return std
 
     def initiate(self, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,12 +158,10 @@ class KalmanFilterXYWH(KalmanFilter):
     x and w noise proportional to the width, y and h noise to the height."""
 
     size_velocities = (6, 7)
+    noise_scales = (2, 3, 2, 3)  # x and w by the width, y and h by the height
+    fixed_aspect = False
     from_xyxy = staticmethod(xyxy_to_cxcywh)
     to_xyxy = staticmethod(cxcywh_to_xyxy)
-
-    def _position_std(self, z: np.ndarray) -> np.ndarray:
-        w, h = z[:, 2], z[:, 3]
-        return np.stack([w, h, w, h], axis=1)
 
     def warp(self, mean: np.ndarray, covariance: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As ``KalmanFilter.warp``; the width and height (and their rates) are transformed as a

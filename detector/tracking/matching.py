@@ -3,7 +3,8 @@ with a threshold.
 
 Boxes are ``[N, 4]`` x1, y1, x2, y2 pixels (numpy). Costs and similarities are ``[tracks,
 detections]``; a lower cost, a higher similarity is better; a pair whose cost is above the
-threshold is never matched.
+threshold is never matched. The costs of ``COSTS`` take the boxes and, optionally, their IoU
+``[tracks, detections]`` when the caller has it already (the tracker computes it once a frame).
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from scipy.optimize import linear_sum_assignment
 from detector.tracking.geometry import box_iou, generalized_box_iou
 
 
-def iou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+def iou_cost(tracks: np.ndarray, detections: np.ndarray, iou: np.ndarray | None = None) -> np.ndarray:
     """``1 - IoU``: 0 for identical boxes, 1 for disjoint ones."""
-    return 1.0 - box_iou(tracks, detections)
+    return 1.0 - (box_iou(tracks, detections) if iou is None else iou)
 
 
-def giou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+def giou_cost(tracks: np.ndarray, detections: np.ndarray, iou: np.ndarray | None = None) -> np.ndarray:
     """``(1 - GIoU) / 2`` in [0, 1]: like ``iou_cost`` but still ordered for disjoint boxes
     (farther apart costs more)."""
-    return (1.0 - generalized_box_iou(tracks, detections)) / 2.0
+    return (1.0 - generalized_box_iou(tracks, detections, iou)) / 2.0
 
 
-def centre_distance_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
-    """Distance between box centres divided by the track box's diagonal (0 = same centre)."""
+def centre_distance_cost(tracks: np.ndarray, detections: np.ndarray, iou: np.ndarray | None = None) -> np.ndarray:
+    """Distance between box centres divided by the track box's diagonal (0 = same centre;
+    ``iou`` is not needed)."""
     a = np.asarray(tracks, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
     ca = (a[:, :2] + a[:, 2:]) / 2
@@ -46,10 +48,10 @@ def height_iou(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
     return np.divide(overlap.clip(0), extent, out=np.zeros_like(overlap), where=extent > 0)
 
 
-def height_modulated_iou_cost(tracks: np.ndarray, detections: np.ndarray) -> np.ndarray:
+def height_modulated_iou_cost(tracks: np.ndarray, detections: np.ndarray, iou: np.ndarray | None = None) -> np.ndarray:
     """``1 - HMIoU``, Hybrid-SORT's height-modulated IoU (Yang et al., 2024): IoU times
     ``height_iou``, so that people at different depths overlap less than their IoU says."""
-    return 1.0 - height_iou(tracks, detections) * box_iou(tracks, detections)
+    return 1.0 - height_iou(tracks, detections) * (box_iou(tracks, detections) if iou is None else iou)
 
 
 COSTS = {"iou": iou_cost, "giou": giou_cost, "centre": centre_distance_cost, "hmiou": height_modulated_iou_cost}
@@ -91,6 +93,13 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     if n == 0 or m == 0:
         return np.zeros((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64)
     allowed = cost <= threshold  # False for NaN and inf
+    row_used, col_used = allowed.any(axis=1), allowed.any(axis=0)
+    no_rivals = np.count_nonzero(allowed) == np.count_nonzero(row_used) == np.count_nonzero(col_used)
+    if no_rivals and (cost[allowed] < threshold).all():
+        # No row or column has a rival and every allowed pair beats leaving both unmatched: the
+        # only minimum matches them all (the common frame, where people are apart).
+        matches = np.argwhere(allowed).astype(np.int64)  # sorted by row
+        return matches, np.flatnonzero(~row_used), np.flatnonzero(~col_used)
     # Square extension: row i may take the dummy column n+i and column j the dummy row n+j, each
     # at half the threshold, so an unmatched pair costs the threshold. Forbidden pairs cost more
     # than any such detour and are never chosen.

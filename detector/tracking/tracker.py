@@ -12,6 +12,7 @@ state lives in arrays, so prediction and update run once per frame for all track
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Sequence
 
@@ -65,6 +66,26 @@ def direction_consistency(
     cosine = np.clip((step * velocity[:, None, :]).sum(axis=2), -1.0, 1.0)
     known = has_previous & (np.abs(velocity).sum(axis=1) > 0)
     return np.where(known[:, None], (np.pi / 2 - np.arccos(cosine)) / np.pi, 0.0)
+
+
+class FramePairs:
+    """What one frame's association reads about every (track, detection) pair, each computed once
+    when first asked for: ``predicted`` ``[T, 4]`` xyxy boxes of the tracks' predicted states,
+    their ``iou`` ``[T, N]`` with the detections ``boxes`` ``[N, 4]`` and the squared Mahalanobis
+    ``distance`` ``[T, N]`` of the detections from the predictions. It keeps a copy of the
+    predicted state: a track matched in one stage is updated, but never offered again that frame."""
+
+    def __init__(self, kalman: KalmanFilter, mean: np.ndarray, cov: np.ndarray, boxes: np.ndarray) -> None:
+        self.kalman, self.mean, self.cov, self.boxes = kalman, mean.copy(), cov.copy(), boxes
+        self.predicted = kalman.to_xyxy(mean)
+
+    @functools.cached_property
+    def iou(self) -> np.ndarray:
+        return box_iou(self.predicted, self.boxes)
+
+    @functools.cached_property
+    def distance(self) -> np.ndarray:
+        return self.kalman.gating_distance(self.mean, self.cov, self.kalman.from_xyxy(self.boxes))
 
 
 @TRACKERS.register()
@@ -260,16 +281,19 @@ class ByteTracker:
 
     # ------------------------------------------------------------------ association helpers
     def _costs(
-        self, tracks: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, kind: str, fuse: bool
-    ) -> np.ndarray:
-        track_boxes = self.det_boxes[tracks] if kind == "observation" else self._predicted_boxes[tracks]
-        cost = 1.0 - box_iou(track_boxes, boxes) if kind != "custom" else self.cost(track_boxes, boxes)
+        self, tracks: np.ndarray, dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+        kind: str, fuse: bool,
+    ) -> np.ndarray:  # fmt: skip
+        if kind == "observation":
+            cost = 1.0 - box_iou(self.det_boxes[tracks], boxes[dets])
+        else:
+            iou = self._pairs.iou[tracks[:, None], dets]
+            cost = 1.0 - iou if kind == "iou" else self.cost(self._pairs.predicted[tracks], boxes[dets], iou)
         if fuse:
-            cost = 1.0 - (1.0 - cost) * scores[None, :]
-        cost[self.labels[tracks][:, None] != labels[None, :]] = np.inf
-        if self.gate and len(tracks) and len(boxes):
-            distance = self.kalman.gating_distance(self.mean[tracks], self.cov[tracks], self.kalman.from_xyxy(boxes))
-            cost[distance > CHI2_95[4]] = np.inf
+            cost = 1.0 - (1.0 - cost) * scores[dets][None, :]
+        cost[self.labels[tracks][:, None] != labels[dets][None, :]] = np.inf
+        if self.gate:
+            cost[self._pairs.distance[tracks[:, None], dets] > CHI2_95[4]] = np.inf
         return cost
 
     def _match(self, tracks: np.ndarray, dets: np.ndarray, boxes, scores, labels, threshold, kind, fuse, features=None):
@@ -278,7 +302,7 @@ class ByteTracker:
         direction and appearance terms that are switched on."""
         if len(tracks) == 0 or len(dets) == 0:
             return tracks[:0], dets[:0], tracks, dets
-        cost = self._costs(tracks, boxes[dets], scores[dets], labels[dets], kind, fuse)
+        cost = self._costs(tracks, dets, boxes, scores, labels, kind, fuse)
         # The direction and appearance terms can raise a cost past the threshold; the boosts only lower it.
         can_raise = self.direction_weight > 0 or features is not None
         if kind == "custom" and (can_raise or any(self.similarity_boosts)):
@@ -289,7 +313,7 @@ class ByteTracker:
                 consistency = direction_consistency(previous, has_previous, self.velocity[tracks], boxes[dets])
                 cost = cost - self.direction_weight * consistency * scores[dets][None, :]
             if any(self.similarity_boosts):
-                cost = cost - self._similarity_boost(tracks, boxes[dets], scores[dets])
+                cost = cost - self._similarity_boost(tracks, dets, boxes, scores)
             if features is not None and self.embeddings.shape[1]:
                 known = np.linalg.norm(self.embeddings[tracks], axis=1) > 0
                 distance = cosine_distance(self.embeddings[tracks], features[dets])
@@ -313,18 +337,20 @@ class ByteTracker:
         rows = np.arange(len(tracks))
         return self.obs_boxes[tracks][rows, column], frames[rows, column] >= 0
 
-    def _similarity_boost(self, tracks: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """``[T, N]`` BoostTrack's similarity boosts (see the class docstring) of track rows
-        ``tracks`` and detections ``boxes`` ``[N, 4]`` with ``scores`` ``[N]``."""
+    def _similarity_boost(
+        self, tracks: np.ndarray, dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray
+    ) -> np.ndarray:
+        """``[T, D]`` BoostTrack's similarity boosts (see the class docstring) of track rows
+        ``tracks`` and detection rows ``dets`` of ``boxes`` ``[N, 4]`` with ``scores`` ``[N]``."""
         boost_iou, boost_mahalanobis, boost_shape = self.similarity_boosts
-        predicted = self._predicted_boxes[tracks]
+        pairs = tracks[:, None], dets
         age = self.frame - self.born[tracks]
         track_confidence = np.where(age < 7, 0.9 ** (7 - age), 0.9 ** self.missed[tracks])
-        confidence = track_confidence[:, None] * scores[None, :]
-        boost = confidence * (boost_iou * box_iou(predicted, boxes) + boost_shape * shape_similarity(predicted, boxes))
+        confidence = track_confidence[:, None] * scores[dets][None, :]
+        shape = shape_similarity(self._pairs.predicted[tracks], boxes[dets])
+        boost = confidence * (boost_iou * self._pairs.iou[pairs] + boost_shape * shape)
         if boost_mahalanobis > 0:
-            distance = self.kalman.gating_distance(self.mean[tracks], self.cov[tracks], self.kalman.from_xyxy(boxes))
-            boost = boost + boost_mahalanobis * mahalanobis_similarity(distance, CHI2_99[4])
+            boost = boost + boost_mahalanobis * mahalanobis_similarity(self._pairs.distance[pairs], CHI2_99[4])
         return boost
 
     def _boosted_scores(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -333,12 +359,12 @@ class ByteTracker:
         scores = scores.copy()
         same_class = self.labels[:, None] == labels[None, :]  # [T, N]
         if self.boost_likely > 0:
-            iou = np.where(same_class, box_iou(self._predicted_boxes, boxes), 0.0)
+            iou = np.where(same_class, self._pairs.iou, 0.0)
             scores = np.maximum(scores, self.boost_likely * iou.max(axis=0, initial=0.0))
         if self.boost_unlikely:
             start = max(self.new_track_threshold, self.high_threshold)
             # Tentative tracks do not count as followed, so a boosted start can go on to confirm.
-            distance = self.kalman.gating_distance(self.mean, self.cov, self.kalman.from_xyxy(boxes))
+            distance = self._pairs.distance
             followed = same_class & (self.state != TENTATIVE)[:, None]
             far = np.where(followed, distance, np.inf).min(axis=0, initial=np.inf) > CHI2_99[4]
             candidates = np.flatnonzero(far & (scores < start))
@@ -364,7 +390,8 @@ class ByteTracker:
             self._embed(tracks, features[dets], scores[dets] >= self.high_threshold)
         slot = self.hits[tracks]
         early = (self.state[tracks] == TENTATIVE) & (slot < self.min_hits - 1)
-        self.early[tracks[early], slot[early]] = np.column_stack([boxes[dets[early]], scores[dets[early]]])
+        if early.any():
+            self.early[tracks[early], slot[early]] = np.column_stack([boxes[dets[early]], scores[dets[early]]])
         self.hits[tracks] += 1
         self.missed[tracks] = 0
         self.scores[tracks] = scores[dets]
@@ -407,6 +434,8 @@ class ByteTracker:
         self.embeddings[tracks] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True).clip(1e-12)
 
     def _confirm(self, tracks: np.ndarray) -> None:
+        if len(tracks) == 0:
+            return
         new = tracks[self.ids[tracks] == 0]
         self.ids[new] = np.arange(self.next_id, self.next_id + len(new))
         self.next_id += len(new)
@@ -460,7 +489,7 @@ class ByteTracker:
             self.mean, self.cov = self.kalman.predict(self.mean, self.cov)
         if self.camera is not None and image is not None:
             self._follow_camera(image)
-        self._predicted_boxes = self.kalman.to_xyxy(self.mean)
+        self._pairs = FramePairs(self.kalman, self.mean, self.cov, boxes)
         # Association and track starts use the boosted scores; tracks keep the detector's.
         boosted = scores
         if (self.boost_likely > 0 or self.boost_unlikely) and len(boxes):
@@ -521,6 +550,8 @@ class ByteTracker:
         return Tracks(out_boxes, self.ids[shown].copy(), self.scores[shown].copy(), self.labels[shown].copy(), earlier)
 
     def _keep(self, keep: np.ndarray) -> None:
+        if keep.all():
+            return
         for name in self._ARRAYS:
             array = getattr(self, name)
             if len(array):

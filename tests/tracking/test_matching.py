@@ -6,6 +6,7 @@ import pytest
 from detector.tracking.geometry import box_iou
 from detector.tracking.kalman import CHI2_99
 from detector.tracking.matching import (
+    COSTS,
     centre_distance_cost,
     giou_cost,
     height_modulated_iou_cost,
@@ -27,6 +28,15 @@ def test_iou_and_costs_by_hand():
         centre_distance_cost(a[:1], b), [[5 / np.hypot(10, 10), 20 * np.sqrt(2) / np.hypot(10, 10), 0]]
     )
     assert box_iou(np.zeros((0, 4)), b).shape == (0, 3) and box_iou(a, np.zeros((0, 4))).shape == (2, 0)
+
+
+@pytest.mark.parametrize("name", sorted(COSTS))
+def test_every_cost_is_the_same_given_the_iou_computed_already(name):
+    rng = np.random.default_rng(1)
+    corners = rng.uniform(0, 50, (7, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 30, (7, 2))], axis=1)
+    a, b = boxes[:3], boxes[3:]
+    np.testing.assert_array_equal(COSTS[name](a, b, box_iou(a, b)), COSTS[name](a, b))
 
 
 def test_height_modulated_iou_by_hand():
@@ -82,6 +92,15 @@ def test_empty_matrices(shape):
     assert rows.tolist() == list(range(shape[0])) and cols.tolist() == list(range(shape[1]))
 
 
+def test_pairs_without_rivals_all_match():
+    # Rows 0 and 2 may each take one column no other row may take (a boosted cost can be
+    # negative); row 1 and column 0 have nothing under the threshold.
+    cost = np.array([[np.inf, 0.3, np.inf], [0.9, np.inf, np.inf], [np.inf, 0.85, -0.2]])
+    matches, rows, cols = linear_assignment(cost, 0.8)
+    np.testing.assert_array_equal(matches, [[0, 1], [2, 2]])
+    assert rows.tolist() == [1] and cols.tolist() == [0]
+
+
 def brute_force_cost(cost: np.ndarray, t: float, rows: list, cols: list) -> float:
     """The cheapest total over all partial matchings, an unmatched row or column costing t / 2."""
     if not rows:
@@ -94,12 +113,15 @@ def brute_force_cost(cost: np.ndarray, t: float, rows: list, cols: list) -> floa
     return min(options)
 
 
-def test_agrees_with_brute_force_on_random_matrices():
+@pytest.mark.parametrize("forbidden", [0.0, 0.6])
+def test_agrees_with_brute_force_on_random_matrices(forbidden):
+    # With most pairs forbidden, rows and columns often have one allowed pair or none (the
+    # shortcut without the Hungarian search); otherwise they compete.
     rng = np.random.default_rng(0)
     t = 0.6
     for _ in range(50):
         n, m = (int(v) for v in rng.integers(1, 5, 2))
-        cost = rng.uniform(0, 1, (n, m))
+        cost = np.where(rng.uniform(0, 1, (n, m)) < forbidden, np.inf, rng.uniform(0, 1, (n, m)))
         matches, _, _ = linear_assignment(cost, t)
         got = cost[matches[:, 0], matches[:, 1]].sum() + t * (n + m - 2 * len(matches)) / 2
         assert got == pytest.approx(brute_force_cost(cost, t, list(range(n)), list(range(m))))

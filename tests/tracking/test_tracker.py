@@ -9,8 +9,10 @@ import pytest
 
 from detector.errors import ConfigError
 from detector.registry import TRACKERS
+from detector.tracking.geometry import box_iou
+from detector.tracking.kalman import KalmanFilterXYWH
 from detector.tracking.postprocess import interpolate_gaps
-from detector.tracking.tracker import BotSortTracker, ByteTracker, OCSortTracker
+from detector.tracking.tracker import BotSortTracker, ByteTracker, FramePairs, OCSortTracker
 
 # The registered trackers, and BoT-SORT with Hybrid-SORT's cost or BoostTrack's similarity boosts.
 ALL_TRACKERS = pytest.mark.parametrize(
@@ -242,3 +244,26 @@ def test_height_modulated_iou_is_a_stricter_gate(cost):
     seen = run(tracker, [[([10, 0, 30, 80], 0.9)]] * 5 + [[([10, 50, 30, 80], 0.9)]])
     assert list(seen[-1]) == ([1] if cost == "iou" else [])
     assert tracker.num_tracks == (1 if cost == "iou" else 2)
+
+
+def test_frame_pairs_read_the_predicted_state_after_tracks_are_updated():
+    kalman = KalmanFilterXYWH()
+    mean, cov = kalman.initiate(kalman.from_xyxy(np.array([box(100, 200, 40, 100), box(300, 200, 40, 100)])))
+    detections = np.array([box(104, 200, 40, 100), box(300, 230, 40, 100)])
+    pairs = FramePairs(kalman, mean, cov, detections)
+    iou = box_iou(kalman.to_xyxy(mean), detections)
+    distance = kalman.gating_distance(mean, cov, kalman.from_xyxy(detections))
+    # Track 0 matched in an earlier stage and was updated in place before the pairs were read.
+    mean[0], cov[0] = mean[0] + 50.0, cov[0] * 4.0
+    np.testing.assert_array_equal(pairs.iou, iou)
+    np.testing.assert_array_equal(pairs.distance, distance)
+    assert pairs.iou[0, 0] == pytest.approx(36 * 100 / (2 * 4000 - 3600)) and pairs.iou[0, 1] == 0.0
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_the_mahalanobis_gate_refuses_a_box_of_another_shape(gate):
+    # The box doubles in width where the person stood: IoU 0.5 lets it match, but its aspect
+    # (0.8 for 0.4, noise 0.1) lies beyond the chi-square 95 % gate.
+    frames = [[(box(100, 200, 40, 100), 0.9)]] * 5 + [[(box(100, 200, 80, 100), 0.9)]]
+    out = run(ByteTracker(gate=gate), frames)
+    assert list(out[4]) == [1] and list(out[5]) == ([] if gate else [1])
