@@ -24,7 +24,7 @@ from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot, format_mot_table
 from detector.tracking.mot_io import read_mot
 from detector.tracking.motion import MotionDetector
-from detector.tracking.pipeline import detections_from_file, detections_from_predictor, lowest_score, track_sequence
+from detector.tracking.pipeline import detections_from_file, detections_from_predictor, track_sequence
 from detector.tracking.sources import FrameSource
 from detector.utils.fileio import atomic_write_text
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         source = FrameSource(args.source, fps=args.fps)
         # The lowest score the detections can have picks the tracker's settings (track.full_range):
         # a det file's, the detector's threshold; the motion detector scores blobs on its own scale.
-        floor = lowest_score(args.dets) if args.dets else None if args.motion else cfg.detector_conf
+        file_detections = detections_from_file(args.dets) if args.dets else None
+        floor = file_detections.lowest_score if args.dets else None if args.motion else cfg.detector_conf
         tracker_cfg = cfg.tracker_settings(floor)
         if cfg.full_range_applies(floor):
             print(f"detections score from {floor:g}, under {cfg.full_range.below:g}: track.full_range.tracker applies")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             "iou_threshold": cfg.detector_iou,
         }
         if args.dets:
-            detect = detections_from_file(args.dets)
+            detect = file_detections
         elif args.motion:
             detect = MotionDetector()
         elif args.onnx:

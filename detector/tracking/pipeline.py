@@ -30,26 +30,32 @@ from detector.utils.visualize import class_color
 Detect = Callable[[int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def detections_from_file(path: str | os.PathLike[str]) -> Detect:
-    """``detect`` from a MOTChallenge det file (``frame,-1,x,y,w,h,score,...``); every box is a
-    pedestrian (label 0). Malformed lines fail here, before any frame is tracked."""
-    by_frame = group_by_frame(read_mot(path, "detections"))
-    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+class FileDetections:
+    """``detect`` from a MOTChallenge det file (``frame,-1,x,y,w,h,score,...``), read once; every
+    box is a pedestrian (label 0). Malformed lines fail here, before any frame is tracked.
+    ``lowest_score``: the lowest score in the file, the confidence it was cut at (MOTChallenge's
+    public detections: 0.5); None when it has no detections."""
 
-    def detect(frame: int, image: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = by_frame.get(frame)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        rows = read_mot(path, "detections")
+        self.lowest_score = float(rows[:, 6].min()) if len(rows) else None
+        self.by_frame = group_by_frame(rows)
+
+    def __call__(self, frame: int, image: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.by_frame.get(frame)
         if rows is None:
-            return empty
+            return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         return mot_to_xyxy(rows), rows[:, 6].copy(), np.zeros(len(rows), np.int64)
 
-    return detect
+
+def detections_from_file(path: str | os.PathLike[str]) -> FileDetections:
+    """``detect`` from a MOTChallenge det file (``FileDetections``)."""
+    return FileDetections(path)
 
 
 def lowest_score(path: str | os.PathLike[str]) -> float | None:
-    """The lowest score in a MOTChallenge det file: the confidence it was cut at (MOTChallenge's
-    public detections: 0.5); None when it has no detections."""
-    rows = read_mot(path, "detections")
-    return float(rows[:, 6].min()) if len(rows) else None
+    """The lowest score in a MOTChallenge det file (``FileDetections.lowest_score``)."""
+    return FileDetections(path).lowest_score
 
 
 def detections_from_predictor(predictor: Any) -> Detect:

@@ -219,5 +219,27 @@ def test_lowest_score_of_a_det_file(tmp_path):
     path = tmp_path / "det.txt"
     path.write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n2,-1,12,10,20,40,0.31,-1,-1,-1\n3,-1,14,10,20,40,0.75\n")
     assert lowest_score(path) == pytest.approx(0.31)
+    detect = detections_from_file(path)
+    assert detect.lowest_score == pytest.approx(0.31)
+    boxes, scores, labels = detect(2, None)
+    np.testing.assert_allclose(boxes, [[12, 10, 32, 50]])
+    assert scores.tolist() == [0.31] and labels.tolist() == [0] and len(detect(4, None)[0]) == 0
     path.write_text("")
     assert lowest_score(path) is None
+
+
+def test_the_track_command_reads_a_det_file_once(tmp_path, monkeypatch):
+    import detector.tracking.pipeline as pipeline
+    from detector.commands.track import main
+
+    reads = []
+
+    def counting_read_mot(path, *args, **kwargs):
+        reads.append(str(path))
+        return read_mot(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_mot", counting_read_mot)
+    dets = TUD / "det" / "det.txt"
+    assert main([str(TUD), "--dets", str(dets), "--out", str(tmp_path), "--no-video", "--no-progress"]) == 0
+    assert reads == [str(dets)]
+    assert len(np.loadtxt(tmp_path / "results.txt", delimiter=",")) > 0
