@@ -46,8 +46,8 @@ from detector.commands.track import DEFAULT_TRACKER
 from detector.config_sections import TrackConfig, parse_config
 from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot
-from detector.tracking.mot_io import group_by_frame, mot_to_xyxy, read_mot, read_seqinfo
-from detector.tracking.pipeline import detections_from_file, lowest_score, track_sequence
+from detector.tracking.mot_io import read_mot, read_seqinfo
+from detector.tracking.pipeline import detections_from_file, track_sequence
 from detector.tracking.postprocess import interpolate_gaps
 from detector.tracking.sources import FrameSource
 
@@ -198,10 +198,10 @@ def run_ours(sequence: Path, config: str, overrides: list[str], out: Path) -> tu
     interpolated (in tracks covering ``track.interpolate_min_coverage`` of their span)."""
     track = track_settings(config, overrides)
     source = FrameSource(sequence)
-    dets = sequence / "det" / "det.txt"
-    tracker = TRACKERS.build(track.tracker_settings(lowest_score(dets)), "track.tracker", frame_rate=source.frame_rate)
+    detect = detections_from_file(sequence / "det" / "det.txt")
+    tracker = TRACKERS.build(track.tracker_settings(detect.lowest_score), "track.tracker", frame_rate=source.frame_rate)
     settings = {**track.sequence_settings(), "interpolate": True, "interpolate_max_gap": OFFLINE_GAP, "backfill": True}
-    run = track_sequence(source, detections_from_file(dets), tracker, out,
+    run = track_sequence(source, detect, tracker, out,
                          write_video=False, progress=False, **settings)  # fmt: skip
     return run.online_rows, run.rows
 
@@ -378,12 +378,10 @@ def report(args: argparse.Namespace) -> None:
 def our_speed(sequence: Path, config: str, overrides: list[str], repeats: int) -> float:
     """Median frames/s of the tracker's update over ``sequence``'s detections (in memory)."""
     info = read_seqinfo(sequence / "seqinfo.ini")
-    by_frame = group_by_frame(read_mot(sequence / "det" / "det.txt"))
-    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    detect = detections_from_file(sequence / "det" / "det.txt")
     num_frames = int(info["seqLength"])
-    frames = [(mot_to_xyxy(by_frame[f]), by_frame[f][:, 6].copy(), np.zeros(len(by_frame[f]), np.int64))
-              if f in by_frame else empty for f in range(1, num_frames + 1)]  # fmt: skip
-    settings = track_settings(config, overrides).tracker_settings(lowest_score(sequence / "det" / "det.txt"))
+    frames = [detect(frame, None) for frame in range(1, num_frames + 1)]
+    settings = track_settings(config, overrides).tracker_settings(detect.lowest_score)
     tracker = TRACKERS.build(settings, "track.tracker", frame_rate=float(info["frameRate"]))
     times = []
     for _ in range(repeats):

@@ -53,11 +53,6 @@ def detections_from_file(path: str | os.PathLike[str]) -> FileDetections:
     return FileDetections(path)
 
 
-def lowest_score(path: str | os.PathLike[str]) -> float | None:
-    """The lowest score in a MOTChallenge det file (``FileDetections.lowest_score``)."""
-    return FileDetections(path).lowest_score
-
-
 def detections_from_predictor(predictor: Any) -> Detect:
     """``detect`` running ``predictor`` (``detector.inference.Predictor``) on each image."""
 

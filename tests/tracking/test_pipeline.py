@@ -12,7 +12,7 @@ from detector.registry import TRACKERS
 from detector.tracking.metrics import evaluate_mot
 from detector.tracking.mot_io import read_mot
 from detector.tracking.motion import MotionDetector
-from detector.tracking.pipeline import detections_from_file, lowest_score, track_sequence
+from detector.tracking.pipeline import detections_from_file, track_sequence
 from detector.tracking.sources import FrameSource
 from detector.tracking.tracker import BotSortTracker, ByteTracker
 
@@ -34,10 +34,11 @@ def test_tud_campus_public_detections_reach_the_targets(tmp_path):
     source = FrameSource(TUD)
     assert source.frame_rate == 25 and source.num_frames == 71 and not source.has_images
     settings = parse_config(load_config(DEFAULT_TRACKER)).track  # what `detector track` runs
-    floor = lowest_score(TUD / "det" / "det.txt")
+    detect = detections_from_file(TUD / "det" / "det.txt")
+    floor = detect.lowest_score
     assert floor == pytest.approx(0.503938)  # cut at 0.5: the default's own thresholds, not track.full_range's
     tracker = TRACKERS.build({**settings.tracker_settings(floor), "frame_rate": source.frame_rate}, "track.tracker")
-    done = track_sequence(source, detections_from_file(TUD / "det" / "det.txt"), tracker, tmp_path, progress=False,
+    done = track_sequence(source, detect, tracker, tmp_path, progress=False,
                           interpolate_max_gap=settings.interpolate_max_gap)  # fmt: skip
     assert done.frames == 71 and done.video_path is None and not (tmp_path / "annotated.mp4").exists()
     written = read_mot(tmp_path / "results.txt", "results")
@@ -218,14 +219,13 @@ def test_interpolation_fills_gaps_up_to_its_own_limit_not_max_age(tmp_path):
 def test_lowest_score_of_a_det_file(tmp_path):
     path = tmp_path / "det.txt"
     path.write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n2,-1,12,10,20,40,0.31,-1,-1,-1\n3,-1,14,10,20,40,0.75\n")
-    assert lowest_score(path) == pytest.approx(0.31)
     detect = detections_from_file(path)
     assert detect.lowest_score == pytest.approx(0.31)
     boxes, scores, labels = detect(2, None)
     np.testing.assert_allclose(boxes, [[12, 10, 32, 50]])
     assert scores.tolist() == [0.31] and labels.tolist() == [0] and len(detect(4, None)[0]) == 0
     path.write_text("")
-    assert lowest_score(path) is None
+    assert detections_from_file(path).lowest_score is None
 
 
 def test_the_track_command_reads_a_det_file_once(tmp_path, monkeypatch):
